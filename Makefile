@@ -1,0 +1,54 @@
+# Two commands a newcomer needs on a fresh machine: `make run` and `make test`.
+# Each creates .venv, installs the Python packages and the Debian packages it needs, then runs.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Debian packages the tests and the demo use (ffmpeg pushes test streams; espeak-ng speaks).
+APT_PACKAGES ?= ffmpeg espeak-ng
+DEMO_DIR ?= .cache/demo
+
+.PHONY: run test lint docs clean system-deps venv
+
+run: venv system-deps
+	@$(VENV)/bin/joyvl doctor || true
+	@echo
+	@$(VENV)/bin/joyvl synth appear $(DEMO_DIR)/appear.mp4 --seed 1
+
+test: venv system-deps
+	$(PY) -m pytest -q
+	$(VENV)/bin/ruff check .
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+
+docs: venv
+	$(PY) docs/generate.py
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[test]"
+	@touch $@
+
+system-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	    echo "installing Debian packages:$$missing"; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "please install these system packages:$$missing (no apt-get here)"; exit 1; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache $(DEMO_DIR)

@@ -1,0 +1,292 @@
+"""Configuration: one pydantic-settings object.
+
+Sources, from low to high precedence: a TOML file (`--config PATH`, else `$JOYVL_CONFIG`, else
+`./joyvl.toml` if present), `JOYVL_<SECTION>__<KEY>` environment variables, then CLI flags.
+Unknown keys in the file and unknown `JOYVL_*` variables are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+__all__ = [
+    "AuthConfig",
+    "CodecConfig",
+    "Config",
+    "DelegationConfig",
+    "McpConfig",
+    "MemoryConfig",
+    "ModelConfig",
+    "ServerConfig",
+    "SourceConfig",
+    "SpeechConfig",
+    "TokenConfig",
+    "UiConfig",
+    "config_file_path",
+    "load_config",
+]
+
+ENV_PREFIX = "JOYVL_"
+ENV_ALIASES = {"JOYVL_MODEL_URL": ("model", "url")}
+"""Short environment names kept for convenience, mapped to their section key."""
+ENV_NON_CONFIG = {"JOYVL_CONFIG"}
+"""`JOYVL_*` variables that are not settings themselves."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """The interaction model and how to reach it."""
+
+    url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://h:8000/v1")
+    name: str | None = Field(None, description="Served model name (default: the server's first)")
+    api_key: SecretStr | None = Field(None, description="Bearer token for the model server")
+    dialect: Literal["native", "prompted"] = "native"
+    persona: Literal["default", "quiet", "talkative"] = "default"
+    timeout_s: float = Field(30.0, gt=0, description="Per-call timeout")
+
+
+class SourceConfig(_Section):
+    """Where frames come from and how they are sampled."""
+
+    uri: str | None = Field(None, description="Default SOURCE when none is given")
+    interval_s: float = Field(1.0, ge=0.1, le=60.0, description="Seconds between ticks")
+    frames_per_tick: int = Field(1, ge=1, le=30)
+
+
+class CodecConfig(_Section):
+    """How sampled frames become images in the prompt."""
+
+    mode: Literal["adaptive", "uniform"] = "uniform"
+    max_pixels: int = Field(262_144, ge=3136, description="Pixel cap per image sent")
+    jpeg_quality: int = Field(85, ge=30, le=100)
+
+
+class MemoryConfig(_Section):
+    """Long-horizon memory and retention."""
+
+    language: str = Field("en", description="Language of summaries (BCP-47 tag)")
+    retention_hours: float | None = Field(None, gt=0, description="Drop recordings older")
+    max_db_mb: float | None = Field(None, gt=0, description="Cap on database size")
+
+
+class DelegationConfig(_Section):
+    """Background tasks handed off by the model."""
+
+    default_target: str | None = None
+    allow: list[str] = Field(default_factory=list, description="Allowed targets (empty: all)")
+    timeout_s: float = Field(120.0, gt=0)
+    max_concurrency: int = Field(2, ge=1, le=64)
+
+
+class TokenConfig(_Section):
+    token: SecretStr
+    scope: Literal["read", "full"] = "full"
+
+
+class AuthConfig(_Section):
+    """Bearer tokens for the HTTP endpoints (MCP and UI)."""
+
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+
+class ServerConfig(_Section):
+    """The one HTTP port `joyvl serve` listens on."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+
+class McpConfig(_Section):
+    enabled: bool = True
+    path: str = "/mcp"
+
+
+class UiConfig(_Section):
+    enabled: bool = True
+
+
+class SpeechConfig(_Section):
+    asr_model: str | None = Field(None, description="faster-whisper model name or folder")
+    asr_language: str | None = Field(None, description="None: detect")
+    tts_engine: Literal["espeak", "piper", "openai", "none"] = "espeak"
+
+
+_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "joyvl_toml", default=None
+)
+
+
+class Config(BaseSettings):
+    """All settings of joyvl-agent. Build it with `load_config()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    db: Path = Field(Path("joyvl.db"), description="SQLite database shared by every command")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    codec: CodecConfig = Field(default_factory=CodecConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    delegation: DelegationConfig = Field(default_factory=DelegationConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+    speech: SpeechConfig = Field(default_factory=SpeechConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _toml_path.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def config_file_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    """The TOML file in force: `explicit`, else `$JOYVL_CONFIG`, else `./joyvl.toml` if any."""
+    if explicit is not None:
+        path = Path(explicit)
+    elif env.get("JOYVL_CONFIG"):
+        path = Path(env["JOYVL_CONFIG"])
+    else:
+        default = Path("joyvl.toml")
+        return default if default.is_file() else None
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {path} does not exist", hint="check --config / JOYVL_CONFIG"
+        )
+    return path
+
+
+def _known_keys(model: type[BaseModel], data: Mapping[str, Any], where: str) -> None:
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            valid = ", ".join(model.model_fields)
+            raise ConfigError(f"unknown key {key!r} {where}", hint=f"valid keys: {valid}")
+        sub = field.annotation
+        if isinstance(value, Mapping) and isinstance(sub, type) and issubclass(sub, _Section):
+            _known_keys(sub, value, f"{where.removesuffix(']')}.{key}]" if "[" in where
+                        else f"in [{key}]{where.removeprefix('at top level')}")
+
+
+def _check_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Reject unknown JOYVL_* variables; return alias values as nested overrides."""
+    overrides: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_NON_CONFIG:
+            continue
+        if name in ENV_ALIASES:
+            section, key = ENV_ALIASES[name]
+            overrides.setdefault(section, {})[key] = value
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        field = Config.model_fields.get(parts[0])
+        ok = field is not None
+        if ok and len(parts) == 2:
+            sub = field.annotation
+            ok = isinstance(sub, type) and issubclass(sub, _Section)
+            ok = ok and parts[1] in sub.model_fields
+        elif ok and len(parts) > 2:
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"unknown environment variable {name}",
+                hint="use JOYVL_<SECTION>__<KEY>, e.g. JOYVL_MODEL__URL; see `joyvl --help`",
+            )
+    return overrides
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(
+    config_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the `Config` from file, environment and `overrides` (CLI flags, highest).
+
+    Args:
+        config_path: Explicit TOML file (`--config`).
+        overrides: Nested values, e.g. `{"model": {"url": ...}, "db": "x.db"}`; `None` values
+            are ignored so unset flags keep lower-precedence values.
+
+    Raises:
+        ConfigError: A missing file, bad TOML, an unknown key or variable, an invalid value.
+    """
+    env = os.environ
+    path = config_file_path(config_path, env)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        _known_keys(Config, data, f"at top level of {path}")
+    alias_values = _check_env(env)
+    init = _deep_merge(alias_values, _drop_none(overrides or {}))
+    token = _toml_path.set(path)
+    try:
+        return Config(**init)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+    finally:
+        _toml_path.reset(token)
+
+
+def _drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            nested = _drop_none(v)
+            if nested:
+                out[k] = nested
+        elif v is not None:
+            out[k] = v
+    return out
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        problems.append(f"{key}: {err['msg']}")
+    origin = f" (file {path}, JOYVL_* variables or flags)" if path else ""
+    return "invalid configuration" + origin + ": " + "; ".join(problems)

@@ -1,0 +1,1 @@
+"""In-process fakes used by the tests (they implement real protocols, not mocks)."""

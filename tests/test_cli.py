@@ -1,0 +1,98 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from joyvl_agent import __version__
+from joyvl_agent.cli import cli
+
+from .fakes.openai_server import FakeOpenAIServer
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_help_and_version(runner):
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0 and "doctor" in result.output and "synth" in result.output
+    assert runner.invoke(cli, ["-h"]).exit_code == 0
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_every_command_has_help(runner):
+    for name, command in cli.commands.items():
+        assert command.help, f"{name} has no docstring"
+        assert runner.invoke(cli, [name, "--help"]).exit_code == 0
+
+
+def test_console_script_runs_and_errors_are_one_clean_line(tmp_path):
+    exe = Path(sys.executable).with_name("joyvl")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    assert __version__ in out.stdout
+    bad = subprocess.run([exe, "--config", str(tmp_path / "missing.toml"), "doctor"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        f"Error: config file {tmp_path / 'missing.toml'} does not exist "
+        "(check --config / JOYVL_CONFIG)"]
+
+
+def test_doctor_without_gpu_says_what_is_missing_and_how(runner, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi, ffmpeg or espeak-ng here
+    result = runner.invoke(cli, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert {"python", "pyav", "ffmpeg", "gpu", "vllm", "model-endpoint", "asr", "tts"} <= set(
+        checks)
+    assert checks["python"]["status"] == "ok"
+    assert checks["gpu"]["status"] == "warn" and "--model-url" in checks["gpu"]["fix"]
+    assert checks["ffmpeg"]["fix"] == "sudo apt-get install ffmpeg"
+    assert "JOYVL_MODEL__URL" in checks["model-endpoint"]["fix"]
+    for c in checks.values():
+        assert c["status"] == "ok" or c["fix"], c
+
+
+def test_doctor_checks_a_model_endpoint(runner):
+    with FakeOpenAIServer(model_ids=("joy",)) as srv:
+        ok = runner.invoke(cli, ["doctor", "--json", "--model-url", srv.base_url])
+        wrong = runner.invoke(cli, ["doctor", "--json", "--model-url", srv.base_url,
+                                    "--model", "other"])
+    endpoint = {c["name"]: c for c in json.loads(ok.output)}["model-endpoint"]
+    assert endpoint["status"] == "ok" and "joy" in endpoint["detail"]
+    assert wrong.exit_code == 1
+    endpoint = {c["name"]: c for c in json.loads(wrong.output)}["model-endpoint"]
+    assert endpoint["status"] == "fail" and "'other'" in endpoint["detail"]
+    down = runner.invoke(cli, ["doctor", "--model-url", "http://127.0.0.1:9/v1"])
+    assert down.exit_code == 1 and "not reachable" in down.output
+
+
+def test_synth_command_writes_clip_and_truth(runner, tmp_path):
+    out = tmp_path / "clip.mp4"
+    result = runner.invoke(cli, ["synth", "card", str(out), "--seed", "3", "--duration", "12",
+                                 "--size", "320x180"])
+    assert result.exit_code == 0, result.output
+    truth = json.loads(out.with_suffix(".json").read_text())
+    assert truth["kind"] == "card" and truth["seed"] == 3 and truth["size"] == [320, 180]
+    assert out.stat().st_size > 0 and "card" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["synth", "nope", "x.mp4"], "nope"),
+        (["synth", "card", "x.mp4", "--size", "big"], "WIDTHxHEIGHT"),
+        (["synth", "card", "x.mp4", "--size", "321x180"], "even"),
+    ],
+)
+def test_synth_bad_input_is_a_clean_error(runner, args, message):
+    result = runner.invoke(cli, args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -1,0 +1,1 @@
+"""Model backends: one interface (`ModelBackend`), several ways to run the model."""

@@ -56,11 +56,29 @@ class ModelConfig(_Section):
     """The interaction model and how to reach it."""
 
     url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://h:8000/v1")
-    name: str | None = Field(None, description="Served model name (default: the server's first)")
+    name: str | None = Field(
+        None, description="Served model name, hub id or folder; `oracle` for the demo stand-in"
+    )
     api_key: SecretStr | None = Field(None, description="Bearer token for the model server")
-    dialect: Literal["native", "prompted"] = "native"
+    vllm: bool | None = Field(None, description="Server is vLLM (None: detect)")
+    dialect: Literal["native", "prompted"] | None = Field(
+        None, description="None: native for JoyAI models and vLLM, prompted for local models"
+    )
     persona: Literal["default", "quiet", "talkative"] = "default"
+    system_prompt_file: Path | None = Field(None, description="Use this system prompt text")
+    idle_policy: Literal["silent", "proactive"] = "silent"
     timeout_s: float = Field(30.0, gt=0, description="Per-call timeout")
+    max_retry: int = Field(2, ge=0, le=10)
+    max_model_len: int = Field(32_768, ge=1024, description="Context length of the server")
+    max_images: int = Field(128, ge=1, description="Images per request (vLLM limit-mm)")
+    chunk_turns: int = Field(100, ge=2, le=1000)
+    carry_turns: int = Field(9, ge=0)
+    memory_without_task: bool = Field(
+        False, description="Show long-term memory even with no task or question"
+    )
+    sampling: dict[str, float | int | bool] = Field(
+        default_factory=dict, description="Overrides: temperature, top_p, top_k, max_tokens, …"
+    )
 
 
 class SourceConfig(_Section):

@@ -6,6 +6,7 @@ Each check is a `Check` with a status (`ok`, `warn` for an optional part that is
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import importlib.util
 import os
@@ -13,14 +14,15 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel
 
 from .config import Config
+from .errors import ConfigError, ModelError
 
 __all__ = ["Check", "run_checks"]
 
@@ -145,38 +147,79 @@ def check_local_backend() -> Check:
                  fix="pip install 'joyvl-agent[local]' torch==2.13.0")
 
 
-def check_model_endpoint(config: Config, transport: httpx.BaseTransport | None = None) -> Check:
+def check_model_endpoint(config: Config) -> Check:
+    """Reach the server, find the served model, check it against the serving recipe, and
+    time one warm-up request with an image."""
     url = config.model.url
     if not url:
         return Check(
             name="model-endpoint", status="warn", detail="no model endpoint configured",
             fix="pass --model-url http://HOST:PORT/v1 or set JOYVL_MODEL__URL",
         )
-    base = url.rstrip("/")
-    headers = {}
-    if config.model.api_key is not None:
-        headers["Authorization"] = f"Bearer {config.model.api_key.get_secret_value()}"
+    from .model.backends.openai_http import ModelConnectOptions, OpenAIBackend
+
+    key = config.model.api_key.get_secret_value() if config.model.api_key else None
+    backend = OpenAIBackend(url, model=config.model.name, api_key=key,
+                            options=ModelConnectOptions(timeout=10.0, max_retry=0))
+
+    async def probe() -> tuple[list[dict[str, Any]], float]:
+        try:
+            models = await backend.list_models()
+            await backend.resolve()
+            started = time.perf_counter()
+            await backend.warmup()
+            return models, (time.perf_counter() - started) * 1000
+        finally:
+            await backend.aclose()
+
+    base = backend.base_url
     try:
-        with httpx.Client(timeout=3.0, transport=transport) as client:
-            resp = client.get(f"{base}/models", headers=headers)
-        resp.raise_for_status()
-        ids = [m.get("id") for m in resp.json().get("data", []) if isinstance(m, dict)]
-    except httpx.HTTPStatusError as exc:
-        return Check(name="model-endpoint", status="fail",
-                     detail=f"{base}/models answered HTTP {exc.response.status_code}",
-                     fix="check the URL (it should end in /v1) and the API key")
-    except (httpx.HTTPError, ValueError) as exc:
-        return Check(name="model-endpoint", status="fail",
-                     detail=f"{base} is not reachable: {exc.__class__.__name__}: {exc}",
-                     fix="start the model server or fix --model-url")
-    if not ids:
-        return Check(name="model-endpoint", status="fail", detail=f"{base} serves no models",
-                     fix="start vLLM with --served-model-name")
+        models, warm_ms = asyncio.run(probe())
+    except ModelError as exc:
+        return Check(name="model-endpoint", status="fail", detail=f"{base}: {exc.message}",
+                     fix=exc.hint or "start the model server or fix --model-url")
+    ids = [str(m.get("id")) for m in models]
     if config.model.name and config.model.name not in ids:
         return Check(name="model-endpoint", status="fail",
                      detail=f"{base} does not serve {config.model.name!r} (it serves {ids})",
                      fix="pass --model with one of the served ids")
-    return Check(name="model-endpoint", status="ok", detail=f"{base} serves {', '.join(ids)}")
+    served = next(m for m in models if m.get("id") == backend.model)
+    detail = (f"{base} serves {', '.join(ids)}; "
+              f"{'vLLM' if backend.vllm else 'not vLLM'}; warm-up {warm_ms:.0f} ms")
+    server_len = served.get("max_model_len")
+    if isinstance(server_len, int) and server_len < config.model.max_model_len:
+        return Check(name="model-endpoint", status="fail",
+                     detail=f"{detail}; max_model_len {server_len} < budget "
+                            f"{config.model.max_model_len}",
+                     fix=f"set [model] max_model_len = {server_len} or restart vLLM with a "
+                         "larger --max-model-len (see README: Serving the model)")
+    if not backend.vllm:
+        return Check(name="model-endpoint", status="warn", detail=detail,
+                     fix="not a vLLM server: top_k, repetition_penalty and "
+                         "skip_special_tokens are not sent; use --dialect prompted for a "
+                         "generic model")
+    return Check(name="model-endpoint", status="ok", detail=detail)
+
+
+def check_system_prompt(config: Config) -> Check:
+    """Whether a configured system prompt file is the byte-exact upstream text."""
+    from .model import load_system_prompt, matches_upstream
+
+    path = config.model.system_prompt_file
+    if path is None:
+        return Check(name="system-prompt", status="ok", detail="joyvl-agent's own prompt")
+    try:
+        text = load_system_prompt(path)
+    except ConfigError as exc:
+        return Check(name="system-prompt", status="fail", detail=str(exc),
+                     fix="fix [model] system_prompt_file / --system-prompt")
+    if matches_upstream(text):
+        return Check(name="system-prompt", status="ok",
+                     detail=f"{path} is the byte-exact upstream prompt")
+    return Check(name="system-prompt", status="warn",
+                 detail=f"{path} ({len(text)} characters) is not the upstream prompt",
+                 fix="fine if intended; the upstream text hashes to "
+                     "3e52694b501f043a… (SHA-256)")
 
 
 def check_asr() -> Check:
@@ -233,6 +276,7 @@ def run_checks(config: Config) -> list[Check]:
         check_vllm,
         check_local_backend,
         lambda: check_model_endpoint(config),
+        lambda: check_system_prompt(config),
         check_asr,
         check_tts,
         lambda: check_database(config),

@@ -59,18 +59,36 @@ def test_doctor_without_gpu_says_what_is_missing_and_how(runner, monkeypatch):
         assert c["status"] == "ok" or c["fix"], c
 
 
-def test_doctor_checks_a_model_endpoint(runner):
-    with FakeOpenAIServer(model_ids=("joy",)) as srv:
-        ok = runner.invoke(cli, ["doctor", "--json", "--model-url", srv.base_url])
-        wrong = runner.invoke(cli, ["doctor", "--json", "--model-url", srv.base_url,
-                                    "--model", "other"])
-    endpoint = {c["name"]: c for c in json.loads(ok.output)}["model-endpoint"]
-    assert endpoint["status"] == "ok" and "joy" in endpoint["detail"]
-    assert wrong.exit_code == 1
-    endpoint = {c["name"]: c for c in json.loads(wrong.output)}["model-endpoint"]
-    assert endpoint["status"] == "fail" and "'other'" in endpoint["detail"]
+def endpoint_check(runner, *args):
+    result = runner.invoke(cli, ["doctor", "--json", *args])
+    return result, {c["name"]: c for c in json.loads(result.output)}["model-endpoint"]
+
+
+def test_doctor_checks_a_model_endpoint_against_the_recipe(runner):
+    with FakeOpenAIServer(model_ids=("joy",), owned_by="vllm", max_model_len=65536) as srv:
+        ok, endpoint = endpoint_check(runner, "--model-url", srv.base_url)
+        assert endpoint["status"] == "ok" and "joy" in endpoint["detail"]
+        assert "warm-up" in endpoint["detail"] and srv.requests[0]["max_tokens"] == 2
+        wrong, endpoint = endpoint_check(runner, "--model-url", srv.base_url, "--model", "x")
+        assert wrong.exit_code == 1
+        assert endpoint["status"] == "fail" and "'x'" in endpoint["detail"]
+    with FakeOpenAIServer(owned_by="vllm", max_model_len=8192) as srv:
+        short, endpoint = endpoint_check(runner, "--model-url", srv.base_url)
+        assert short.exit_code == 1 and "max_model_len 8192" in endpoint["detail"]
+    with FakeOpenAIServer() as srv:
+        _, endpoint = endpoint_check(runner, "--model-url", srv.base_url)
+        assert endpoint["status"] == "warn" and "not vLLM" in endpoint["detail"]
     down = runner.invoke(cli, ["doctor", "--model-url", "http://127.0.0.1:9/v1"])
-    assert down.exit_code == 1 and "not reachable" in down.output
+    assert down.exit_code == 1 and "cannot reach" in down.output
+
+
+def test_doctor_reports_whether_a_system_prompt_is_upstream(runner, tmp_path):
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("You are a video assistant.")
+    Path("joyvl.toml").write_text(f'[model]\nsystem_prompt_file = "{prompt}"\n')
+    result = runner.invoke(cli, ["doctor", "--json"])
+    check = {c["name"]: c for c in json.loads(result.output)}["system-prompt"]
+    assert check["status"] == "warn" and "not the upstream prompt" in check["detail"]
 
 
 def test_synth_command_writes_clip_and_truth(runner, tmp_path):

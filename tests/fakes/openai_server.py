@@ -28,13 +28,18 @@ class FakeOpenAIServer:
         replies: list[str] | None = None,
         responder: Responder | None = None,
         latency_s: float = 0.0,
+        owned_by: str = "fake",
+        max_model_len: int | None = None,
     ) -> None:
+        self.max_model_len = max_model_len
         self.model_ids = model_ids
+        self.owned_by = owned_by
         self.replies: deque[str] = deque(replies or [])
         self.responder = responder
         self.latency_s = latency_s
         self.requests: list[dict[str, Any]] = []
         self.fail_next: list[tuple[int, str]] = []
+        """(status, message) answers for the next requests; status 0 sends a non-JSON body."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -77,8 +82,11 @@ class FakeOpenAIServer:
                 if self.path == "/health":
                     self._json(200, {"status": "ok"})
                 elif self.path == "/v1/models":
-                    data = [{"id": m, "object": "model", "owned_by": "fake"}
+                    data = [{"id": m, "object": "model", "owned_by": fake.owned_by}
                             for m in fake.model_ids]
+                    if fake.max_model_len is not None:
+                        for entry in data:
+                            entry["max_model_len"] = fake.max_model_len
                     self._json(200, {"object": "list", "data": data})
                 else:
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
@@ -92,7 +100,14 @@ class FakeOpenAIServer:
                 fake.requests.append(body)
                 if fake.fail_next:
                     code, message = fake.fail_next.pop(0)
-                    self._json(code, {"error": {"message": message}})
+                    if code == 0:
+                        data = message.encode()
+                        self.send_response(200)
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                    else:
+                        self._json(code, {"error": {"message": message}})
                     return
                 if fake.latency_s:
                     time.sleep(fake.latency_s)

@@ -66,7 +66,7 @@ def endpoint_check(runner, *args):
 
 def test_doctor_checks_a_model_endpoint_against_the_recipe(runner):
     with FakeOpenAIServer(model_ids=("joy",), owned_by="vllm", max_model_len=65536) as srv:
-        ok, endpoint = endpoint_check(runner, "--model-url", srv.base_url)
+        _, endpoint = endpoint_check(runner, "--model-url", srv.base_url)
         assert endpoint["status"] == "ok" and "joy" in endpoint["detail"]
         assert "warm-up" in endpoint["detail"] and srv.requests[0]["max_tokens"] == 2
         wrong, endpoint = endpoint_check(runner, "--model-url", srv.base_url, "--model", "x")

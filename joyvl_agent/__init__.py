@@ -6,7 +6,7 @@ optional dependencies (vllm, torch, transformers, faster-whisper) load only insi
 backends that need them.
 """
 
-from importlib.metadata import PackageNotFoundError
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from .clock import Clock, VirtualClock, WallClock
@@ -28,7 +28,7 @@ from .memory import Store
 
 try:
     __version__ = _version("joyvl-agent")
-except PackageNotFoundError:  # running from a source tree without installing
+except _PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+unknown"
 
 __all__ = [

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import inspect
 import io
 import logging
@@ -308,13 +309,18 @@ def _load(model: str | Path, device: str, dtype: str) -> _Loaded:
     else:
         torch_dtype = "auto" if dev.type != "cpu" else torch.float32
 
+    place: dict[str, Any] = {}
+    if dev.type != "cpu" and importlib.util.find_spec("accelerate") is not None:
+        place["device_map"] = dev  # weights go straight to the GPU, not through host memory
+
     try:
         config = transformers.AutoConfig.from_pretrained(src, **opts)
         qwen = config.model_type in QWEN_VL_MODEL_TYPES
         net = transformers.AutoModelForImageTextToText.from_pretrained(
-            src, config=config, dtype=torch_dtype, **opts
+            src, config=config, dtype=torch_dtype, **place, **opts
         )
-        net.to(dev)
+        if not place:
+            net.to(dev)
         net.eval()
         if qwen:
             tokenizer = transformers.AutoTokenizer.from_pretrained(src, **opts)
@@ -326,7 +332,7 @@ def _load(model: str | Path, device: str, dtype: str) -> _Loaded:
             image_processor = getattr(processor, "image_processor", None)
     except ModelError:
         raise
-    except (ImportError, OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+    except Exception as exc:  # the boundary: hub, safetensors, config and torch errors alike
         where = "" if local else "; pass a local folder or a hub id reachable from here"
         raise ModelError(f"cannot load model {src}: {exc}{where}", hint=_load_hint(exc)) from exc
 

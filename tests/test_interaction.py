@@ -6,11 +6,11 @@ import pytest
 
 from joyvl_agent import EventBus, ModelError, VirtualClock
 from joyvl_agent.model import (
+    QUERY_HEADER,
     EncodedImage,
     InteractionModel,
     ModelReply,
     PromptBudget,
-    QUERY_HEADER,
 )
 
 from .fakes.backends import ScriptedBackend
@@ -179,7 +179,7 @@ async def test_truncated_reply_is_reported():
 async def test_decision_reports_prompt_size_and_time_markers_are_capture_times():
     clock, bus, sub, backend, model = setup(budget=PromptBudget(chunk_turns=5, carry_turns=1))
     await model.set_task("watch")
-    for i in range(12):
+    for _i in range(12):
         clock.advance(1.0)
         capture = clock.now() - 0.4  # frames are a little older than the tick
         d = await model.tick([image(capture)], capture)

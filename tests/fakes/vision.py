@@ -15,12 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-COLOURS = {
-    "red": (220, 40, 40),
-    "green": (40, 180, 60),
-    "blue": (40, 80, 220),
-    "yellow": (230, 210, 40),
-}
+from joyvl_agent.synth._draw import COLORS as COLOURS  # the palette objects are drawn in
+
 MARKER = re.compile(r"<(\d+(?:\.\d+)?) seconds>")
 
 
@@ -51,7 +47,7 @@ def colours_in(image: np.ndarray, min_share: float = 0.002) -> set[str]:
     px = image.reshape(-1, 3).astype(np.int32)
     found = set()
     for name, rgb in COLOURS.items():
-        close = np.abs(px - np.array(rgb)).max(axis=1) < 60
+        close = np.abs(px - np.array(rgb)).max(axis=1) < 40
         if close.mean() >= min_share:
             found.add(name)
     return found

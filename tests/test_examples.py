@@ -1,0 +1,20 @@
+"""The examples in examples/ run and print what the README says."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_example(name: str, *args: str) -> str:
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / name), *args],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout
+
+
+def test_interaction_model_example_speaks_the_card():
+    out = run_example("interaction_model.py")
+    assert "speak: The card shows" in out
+    readme = (ROOT / "README.md").read_text()
+    assert out.splitlines()[0].strip() in readme

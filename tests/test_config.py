@@ -14,7 +14,7 @@ def test_defaults_without_any_source():
     c = load_config()
     assert isinstance(c, Config)
     assert c.db == Path("joyvl.db")
-    assert c.source.interval_s == 1.0 and c.model.dialect == "native"
+    assert c.source.interval_s == 1.0 and c.model.dialect is None  # None: chosen per backend
     assert c.server.host == "127.0.0.1"
 
 

@@ -101,6 +101,9 @@ class MemoryConfig(_Section):
     """Long-horizon memory and retention."""
 
     language: str = Field("en", description="Language of summaries (BCP-47 tag)")
+    thumbnail_interval_s: float = Field(
+        10.0, ge=0, description="Store a thumbnail of the sampled frame this often (0: never)"
+    )
     retention_hours: float | None = Field(None, gt=0, description="Drop recordings older")
     max_db_mb: float | None = Field(None, gt=0, description="Cap on database size")
 

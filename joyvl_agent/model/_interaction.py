@@ -175,6 +175,7 @@ class InteractionModel:
         self._results: list[BackgroundResult] = []
         self._qid = itertools.count(1)
         self.last_stats: PromptStats | None = None
+        self.last_latency_ms: float | None = None
         self.ticks = 0
         self.model_calls = 0
 
@@ -236,7 +237,7 @@ class InteractionModel:
         await self.bus.publish(QuestionAskedEvent(question=question, question_id=qid))
         return fut
 
-    async def ask(self, question: str, *, timeout: float = 20.0) -> Answer:  # noqa: ASYNC109
+    async def ask(self, question: str, *, timeout: float = 20.0) -> Answer:
         """Ask and wait (session-clock seconds) for the answer; `action="none"` on timeout."""
         fut = await self.submit_question(question)
         qid = self._questions[-1].question_id
@@ -310,6 +311,7 @@ class InteractionModel:
             return None
         self.breaker.success()
         latency_ms = reply.latency_ms or (time.perf_counter() - started) * 1000
+        self.last_latency_ms = latency_ms
         decision = parse_decision(reply.text, dialect=self.dialect, truncated=reply.truncated)
         self.builder.commit(turn, decision.to_assistant_turn(), stats)
         self._consume(plan)

@@ -2,5 +2,7 @@
 
 from ._encode import encode_jpeg, fit_pixels
 from ._frame import VideoFrame
+from ._sampler import Sampler
+from ._source_base import Source
 
-__all__ = ["VideoFrame", "encode_jpeg", "fit_pixels"]
+__all__ = ["Sampler", "Source", "VideoFrame", "encode_jpeg", "fit_pixels"]

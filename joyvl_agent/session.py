@@ -1,0 +1,558 @@
+"""The real-time loop: a source, the interaction model, memory and events, one session.
+
+    async with Session(config, source="rtsp://cam/stream") as session:
+        await session.set_task("Warn me if anyone falls")
+        await session.run()            # until the source ends or stop() is called
+
+One tick per interval: the sampler hands over the newest frame (never a backlog), it is
+encoded once, the model decides, and the decision is published (persisted first). A slow model
+makes the next tick take the newest frame, so time markers stay true capture times. Files play
+at real time, or under a `VirtualClock(auto=True)` as fast as the model allows, every tick
+waiting for its own frame. Handlers registered with `on()` run on their own tasks; failures
+anywhere become events, never a crash of the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ._supervisor import TaskSupervisor, cancel_and_wait
+from .clock import Clock, VirtualClock, WallClock, format_wall
+from .config import Config, load_config
+from .errors import ConfigError, JoyVLError
+from .events import (
+    BaseEvent,
+    ErrorEvent,
+    EventBus,
+    SessionEndedEvent,
+    SessionStartedEvent,
+    SpeechEvent,
+    check_session_id,
+    validate_kinds,
+)
+from .memory import Store
+from .model import (
+    Answer,
+    EncodedImage,
+    InteractionModel,
+    ModelBackend,
+    Persona,
+    load_system_prompt,
+)
+from .model._resolve import budget_from_config, dialect_for, resolve_backend, sampling_from_config
+from .stream import Sampler, Source, VideoFrame, encode_jpeg
+
+__all__ = ["HandlerSubscription", "Session", "SessionStatus"]
+
+log = logging.getLogger("joyvl_agent.session")
+
+Handler = Callable[[BaseEvent], Any]
+SessionState = Literal["starting", "running", "paused", "stopped"]
+
+
+class SessionStatus(BaseModel):
+    """A snapshot of a running session."""
+
+    session_id: str
+    state: SessionState
+    source: str
+    live: bool
+    model: str
+    t: float
+    interval_s: float
+    persona: str
+    task: str | None
+    ticks: int
+    model_calls: int
+    last_latency_ms: float | None
+    prompt_tokens: int
+    prompt_images: int
+    prompt_turns: int
+    frames_decoded: int
+    frames_dropped: int
+    reconnects: int
+    last_seq: int
+
+
+class HandlerSubscription:
+    """A handler registered with `Session.on()`; `cancel()` stops it."""
+
+    def __init__(self, session: Session, task: asyncio.Task[Any], sub: Any) -> None:
+        self._session = session
+        self._task = task
+        self._sub = sub
+
+    @property
+    def active(self) -> bool:
+        return not self._task.done()
+
+    def cancel(self) -> None:
+        self._sub.close()
+        self._task.cancel()
+
+
+class Session:
+    """One live session: clock, source, model, memory and the event bus.
+
+    Args:
+        config: Settings (default: `load_config()`).
+        source: A SOURCE spec (file, URL, device, `push`) or a `Source` (default: config).
+        backend: A model backend to use (shared between sessions is fine); default: resolved
+            from `config.model`.
+        store: A `Store` to record into (default: `config.db`, opened and closed here).
+        clock: Default `WallClock()`, or `VirtualClock(auto=True)` when `fast`.
+        session_id: Resume this session (seq and time continue) or start it with this id.
+        fast: Play files as fast as the model allows (virtual time).
+        loop: Replay a file source forever.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        source: str | Source | None = None,
+        backend: ModelBackend | None = None,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        session_id: str | None = None,
+        fast: bool = False,
+        loop: bool = False,
+    ) -> None:
+        self.config = config or load_config()
+        spec = source if source is not None else self.config.source.uri
+        if spec is None:
+            raise ConfigError("no SOURCE given", hint="pass a file, URL, device or `push`")
+        self._source_spec = spec
+        self.clock: Clock = clock or (VirtualClock(auto=True) if fast else WallClock())
+        self.fast = fast
+        self.loop_file = loop
+        self.session_id = check_session_id(session_id) if session_id else _new_session_id()
+        self._backend = backend
+        self._own_backend = backend is None
+        self._store = store
+        self._own_store = store is None
+        self.interval = self.config.source.interval_s
+        self.state: SessionState = "starting"
+        self._supervisor = TaskSupervisor(f"session-{self.session_id}")
+        self._stop = asyncio.Event()
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._end_reason: Literal["stopped", "source_ended", "signal", "error"] = "stopped"
+        self._tick_task: asyncio.Task[Any] | None = None
+        self._handlers: list[HandlerSubscription] = []
+        self.latest_frame: VideoFrame | None = None
+        self._last_thumb_t: float | None = None
+        self.ticks = 0
+        self._closed = False
+        self.bus: EventBus
+        self.model: InteractionModel
+        self.source: Source
+        self.sampler: Sampler
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Session:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the store, the source and the model; publish `session_started`."""
+        cfg = self.config
+        if self._store is None:
+            self._store = Store(cfg.db)
+        store = self._store
+        record = store.session(self.session_id)
+        resumed = record is not None and record.last_seq > 0
+        start_seq, t_offset = 0, 0.0
+        if record is not None and resumed:
+            start_seq = record.last_seq
+            gap = 0.0
+            if record.last_wall:
+                last = datetime.fromisoformat(record.last_wall.replace("Z", "+00:00"))
+                gap = max(0.0, (self.clock.wall() - last.astimezone(UTC)).total_seconds())
+            t_offset = record.last_t + gap
+        source_name = self._source_spec if isinstance(self._source_spec, str) else getattr(
+            self._source_spec, "name", "source")
+        store.ensure_session(self.session_id, created_wall=_iso(self.clock.wall()),
+                             source=source_name)
+        self.bus = EventBus(self.session_id, self.clock, persist=store.append,
+                            start_seq=start_seq, t_offset=t_offset)
+        if self._backend is None:
+            self._backend = resolve_backend(
+                cfg.model, clock=self.clock,
+                source=self._source_spec if isinstance(self._source_spec, str) else None)
+        backend = self._backend
+        prompt_text = None
+        if cfg.model.system_prompt_file is not None:
+            prompt_text = load_system_prompt(cfg.model.system_prompt_file)
+        self.model = InteractionModel(
+            backend, self.bus,
+            dialect=dialect_for(cfg.model, backend),
+            persona=cfg.model.persona,
+            system_prompt_text=prompt_text,
+            budget=budget_from_config(cfg.model),
+            sampling=sampling_from_config(cfg.model),
+            idle_policy=cfg.model.idle_policy,
+            memory_without_query=cfg.model.memory_without_task,
+            timeout_s=cfg.model.timeout_s,
+        )
+        if isinstance(self._source_spec, str):
+            from .stream import open_source
+
+            self.source = open_source(
+                self._source_spec, clock=self.clock, timebase=self.bus.session_time,
+                fast=self.fast, loop=self.loop_file, sample_interval=self.interval,
+                on_event=self._source_event,
+            )
+        else:
+            self.source = self._source_spec
+        self.sampler = Sampler(frames_per_tick=cfg.source.frames_per_tick,
+                               interval=self.interval)
+        await self.bus.publish(SessionStartedEvent(
+            source=self.source.name, model=getattr(backend, "name", "model"), resumed=resumed))
+        warmup = getattr(backend, "warmup", None)
+        if warmup is not None:
+            try:
+                await warmup()
+            except JoyVLError as exc:
+                log.warning("model warm-up failed: %s", exc)
+        self.state = "running"
+
+    async def _source_event(self, event: BaseEvent) -> None:
+        await self.bus.publish(event)
+
+    async def run(self) -> None:
+        """Tick until the source ends (files) or `stop()` is called."""
+        if self.state == "starting":
+            await self.start()
+        self._supervisor.spawn(self._read_source(), "source")
+        self._tick_task = self._supervisor.spawn(self._tick_loop(), "ticks")
+        stop = self._supervisor.spawn(self._stop.wait(), "stop-wait")
+        await asyncio.wait({self._tick_task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        self.state = "stopped"
+
+    def stop(self, reason: Literal["stopped", "signal"] = "stopped") -> None:
+        """Ask the loop to finish (safe from signal handlers)."""
+        self._end_reason = reason
+        self._stop.set()
+
+    async def close(self) -> None:
+        """Graceful shutdown: cancel handlers and ticks, close the source, record the end."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        for handler in list(self._handlers):
+            handler.cancel()
+        await self._supervisor.aclose()
+        if hasattr(self, "source"):
+            try:
+                await self.source.aclose()
+            except Exception:
+                log.exception("closing the source failed")
+        if hasattr(self, "bus"):
+            try:
+                await self.bus.publish(SessionEndedEvent(reason=self._end_reason))
+            except JoyVLError as exc:
+                log.error("could not record the end of the session: %s", exc)
+            self.bus.close()
+        if self._own_backend and self._backend is not None:
+            await self._backend.aclose()
+        if self._own_store and self._store is not None:
+            self._store.close()
+        self.state = "stopped"
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _read_source(self) -> None:
+        try:
+            async for frame in self.source.frames():
+                self.sampler.push(frame)
+                self.latest_frame = frame
+        except JoyVLError as exc:
+            await self._report("source", "source_error", exc)
+        finally:
+            self.sampler.end()
+
+    async def _tick_loop(self) -> None:
+        next_t: float | None = None
+        while not self._stop.is_set():
+            if not self._resume.is_set():
+                await self._resume.wait()
+                next_t = None
+            if next_t is not None:
+                await self.clock.sleep_until(self._clock_time(next_t))
+            if self.source.live:
+                await self.sampler.wait_for()
+                frames = self.sampler.take()
+            else:
+                await self.sampler.wait_for(next_t)
+                frames = self.sampler.take(until=next_t)
+            if not frames:
+                if self.sampler.ended:
+                    self._end_reason = "source_ended"
+                    break
+                continue
+            if next_t is None:
+                next_t = frames[-1].t
+            await self._tick(frames)
+            next_t += self.interval
+            now = self.bus.session_time()
+            if now > next_t:  # the model was slower than the interval: no backlog
+                next_t = now
+        self._stop.set()
+
+    def _clock_time(self, session_t: float) -> float:
+        return self.clock.now() + (session_t - self.bus.session_time())
+
+    async def _tick(self, frames: Sequence[VideoFrame]) -> None:
+        self.ticks += 1
+        try:
+            images = await self._encode(frames)
+            await self.model.tick(images, frames[0].t)
+        except asyncio.CancelledError:
+            raise
+        except JoyVLError as exc:
+            await self._report("tick", "tick_error", exc)
+        except Exception as exc:
+            log.exception("tick failed")
+            await self._report("tick", "internal", exc)
+
+    async def _encode(self, frames: Sequence[VideoFrame]) -> list[EncodedImage]:
+        codec = self.config.codec
+        thumb_every = self.config.memory.thumbnail_interval_s
+        first = frames[0]
+        want_thumb = thumb_every > 0 and (
+            self._last_thumb_t is None or first.t - self._last_thumb_t >= thumb_every)
+
+        def work() -> tuple[list[EncodedImage], EncodedImage | None]:
+            images = [encode_jpeg(f.image, max_pixels=codec.max_pixels,
+                                  quality=codec.jpeg_quality, frame_t=f.t) for f in frames]
+            thumb = encode_jpeg(first.image, max_pixels=76_800, quality=70) if want_thumb else None
+            return images, thumb
+
+        async with self.clock.hold():
+            images, thumb = await asyncio.to_thread(work)
+        if thumb is not None and self._store is not None:
+            self._last_thumb_t = first.t
+            store = self._store
+            try:
+                async with self.clock.hold():
+                    await asyncio.to_thread(
+                        store.add_frame, self.session_id, frame_t=first.t, jpeg=thumb.jpeg,
+                        width=thumb.width, height=thumb.height)
+            except JoyVLError as exc:
+                await self._report("memory", "thumbnail", exc)
+        return images
+
+    async def _report(self, stage: str, category: str, exc: BaseException) -> None:
+        retryable = isinstance(exc, JoyVLError) and exc.retryable
+        try:
+            await self.bus.publish(ErrorEvent(stage=stage, category=category,
+                                              retryable=retryable, message=str(exc)))
+        except JoyVLError:
+            log.error("%s failed (%s) and the error could not be recorded", stage, exc)
+
+    # -- the API --------------------------------------------------------------------------
+
+    async def set_task(self, text: str, *, once: bool = False,
+                       expires_in: float | None = None) -> None:
+        """Set the standing instruction (see `InteractionModel.set_task`)."""
+        await self.model.set_task(text, once=once, expires_in=expires_in)
+
+    async def clear_task(self) -> bool:
+        return await self.model.clear_task()
+
+    async def ask(self, question: str, *, timeout: float = 20.0) -> Answer:
+        """Ask about the stream; returns the first speak/delegate at or after the next tick."""
+        return await self.model.ask(question, timeout=timeout)
+
+    async def speak(self, text: str) -> SpeechEvent:
+        """Say `text` through the same path as the model's speech (reason `external`)."""
+        text = text.strip()
+        if not text:
+            raise ValueError("nothing to say: text is empty")
+        event = await self.bus.publish(SpeechEvent(text=text, reason="external"))
+        assert isinstance(event, SpeechEvent)
+        return event
+
+    def pause(self) -> None:
+        """Stop ticking (frames are still read, so the newest is ready on resume)."""
+        if self.state == "running":
+            self.state = "paused"
+            self._resume.clear()
+
+    def resume(self) -> None:
+        if self.state == "paused":
+            self.state = "running"
+            self._resume.set()
+
+    async def reset(self) -> None:
+        """Cancel the in-flight tick, clear the chunk, task and questions; keep history."""
+        if self._tick_task is not None and not self._tick_task.done():
+            await cancel_and_wait(self._tick_task)
+            self.model.reset()
+            self._tick_task = self._supervisor.spawn(self._tick_loop(), "ticks")
+        else:
+            self.model.reset()
+
+    def set_interval(self, seconds: float) -> None:
+        if not 0.1 <= seconds <= 60:
+            raise ValueError(f"interval must be 0.1-60 seconds, got {seconds}")
+        self.interval = seconds
+        self.sampler.interval = seconds
+
+    def set_persona(self, persona: Persona) -> None:
+        if persona not in ("default", "quiet", "talkative"):
+            raise ValueError(f"unknown persona {persona!r}: use default, quiet or talkative")
+        self.model.set_persona(persona)
+
+    def status(self) -> SessionStatus:
+        stats = self.model.last_stats
+        last = self.model.last_latency_ms
+        source = getattr(self, "source", None)
+        return SessionStatus(
+            session_id=self.session_id, state=self.state,
+            source=source.name if source else str(self._source_spec),
+            live=bool(source and source.live),
+            model=getattr(self._backend, "name", "model"),
+            t=round(self.bus.session_time(), 3), interval_s=self.interval,
+            persona=self.model.persona, task=self.model.task.text if self.model.task else None,
+            ticks=self.ticks, model_calls=self.model.model_calls, last_latency_ms=last,
+            prompt_tokens=stats.tokens if stats else 0,
+            prompt_images=stats.images if stats else 0,
+            prompt_turns=stats.turns if stats else 0,
+            frames_decoded=source.frames_decoded if source else 0,
+            frames_dropped=(source.frames_dropped if source else 0) + self.sampler.unused,
+            reconnects=source.reconnects if source else 0,
+            last_seq=self.bus.last_seq,
+        )
+
+    # -- handlers -------------------------------------------------------------------------
+
+    def on(
+        self,
+        kinds: str | Iterable[str],
+        target: Handler | Any | None = None,
+        *,
+        where: Callable[[BaseEvent], bool] | None = None,
+        text: str | None = None,
+        concurrency: int = 1,
+        cooldown_s: float = 0.0,
+        timeout_s: float | None = None,
+        thread_id: str | Callable[[BaseEvent], str] | None = None,
+    ) -> Any:
+        """Run `target` for each matching event, on its own task.
+
+        `target` is a sync or async callable taking the event, or any object with `ainvoke`
+        (a compiled LangGraph graph), invoked with `{"event": <flat event dict>}` and thread
+        id `"{session_id}:{seq}"` unless `thread_id` says otherwise. Without `target`, `on`
+        is a decorator. Failures and timeouts become `error` events (stage `handler`).
+
+        Raises:
+            ValueError: An unknown event kind.
+        """
+        kind_set = validate_kinds(kinds)
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        pattern = re.compile(text) if text is not None else None
+        if target is None:
+            def decorator(fn: Handler) -> Handler:
+                self.on(kinds, fn, where=where, text=text, concurrency=concurrency,
+                        cooldown_s=cooldown_s, timeout_s=timeout_s, thread_id=thread_id)
+                return fn
+            return decorator
+        if not (callable(target) or hasattr(target, "ainvoke")):
+            raise TypeError("target must be a callable or have an `ainvoke` method")
+        sub = self.bus.subscribe(kind_set)
+        name = getattr(target, "__name__", None) or getattr(target, "name", None) or "handler"
+        task = self._supervisor.spawn(
+            self._dispatch(sub, target, where, pattern, concurrency, cooldown_s, timeout_s,
+                           thread_id, str(name)), f"on:{name}")
+        handle = HandlerSubscription(self, task, sub)
+        self._handlers.append(handle)
+        return handle
+
+    async def _dispatch(self, sub: Any, target: Any, where: Callable[[BaseEvent], bool] | None,
+                        pattern: re.Pattern[str] | None, concurrency: int, cooldown_s: float,
+                        timeout_s: float | None, thread_id: Any, name: str) -> None:
+        slots = asyncio.Semaphore(concurrency)
+        last_run: float | None = None
+        running: set[asyncio.Task[Any]] = set()
+        try:
+            async for event in sub:
+                if where is not None and not where(event):
+                    continue
+                if pattern is not None and not pattern.search(getattr(event, "text", "") or ""):
+                    continue
+                if cooldown_s and last_run is not None and event.t - last_run < cooldown_s:
+                    continue
+                last_run = event.t
+                await slots.acquire()
+                task = self._supervisor.spawn(
+                    self._invoke(target, event, timeout_s, thread_id, name, slots), f"run:{name}")
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in list(running):
+                await cancel_and_wait(task)
+
+    async def _invoke(self, target: Any, event: BaseEvent, timeout_s: float | None,
+                      thread_id: Any, name: str, slots: asyncio.Semaphore) -> None:
+        try:
+            call = self._call_target(target, event, thread_id)
+            if timeout_s is not None:
+                await asyncio.wait_for(call, timeout_s)
+            else:
+                await call
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            await self._report("handler", "timeout", TimeoutError(
+                f"handler {name} took longer than {timeout_s:g} s on event {event.seq}"))
+        except Exception as exc:
+            log.exception("handler %s failed on event %s", name, event.seq)
+            await self._report("handler", "handler_failed",
+                               RuntimeError(f"handler {name} failed on event {event.seq}: "
+                                            f"{exc.__class__.__name__}: {exc}"))
+        finally:
+            slots.release()
+
+    async def _call_target(self, target: Any, event: BaseEvent, thread_id: Any) -> Any:
+        if hasattr(target, "ainvoke"):
+            tid = thread_id(event) if callable(thread_id) else (
+                thread_id or f"{self.session_id}:{event.seq}")
+            return await target.ainvoke({"event": event.model_dump(mode="json")},
+                                        config={"configurable": {"thread_id": tid}})
+        if _is_async(target):
+            return await target(event)
+        result = await asyncio.to_thread(target, event)
+        if isinstance(result, Awaitable):
+            return await result
+        return result
+
+
+def _is_async(target: Any) -> bool:
+    """An async function, or an object whose `__call__` is one."""
+    call = inspect.getattr_static(type(target), "__call__", None)
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(call)
+
+
+def _new_session_id() -> str:
+    return "s-" + uuid.uuid4().hex[:12]
+
+
+def _iso(dt: datetime) -> str:
+    return format_wall(dt)

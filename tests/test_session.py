@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import itertools
 import tracemalloc
 
 import pytest
@@ -44,7 +45,7 @@ async def test_slow_model_no_backlog_true_markers_ordered(tmp_path):
         assert marker == f"<{d.frame_t:.1f} seconds>"  # the marker is the capture time
         assert d.t - d.frame_t == pytest.approx(1.5, abs=0.11)  # fresh frame, 1.5 s model
     assert [d.seq for d in decisions] == sorted(d.seq for d in decisions)
-    assert all(b.frame_t > a.frame_t for a, b in zip(decisions, decisions[1:], strict=False))
+    assert all(b.frame_t > a.frame_t for a, b in itertools.pairwise(decisions))
 
 
 async def test_fast_model_ticks_every_interval_on_file_like_source(tmp_path):
@@ -89,7 +90,7 @@ async def test_two_virtual_hours_flat_memory_bounded_prompt_ordered(tmp_path):
     with Store(tmp_path / "s.db") as store:
         events = store.events(s.session_id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    assert all(b.t >= a.t for a, b in zip(events, events[1:], strict=False))
+    assert all(b.t >= a.t for a, b in itertools.pairwise(events))
     decisions = [e for e in events if isinstance(e, DecisionEvent)]
     assert max(d.prompt_tokens for d in decisions) + 256 <= 16384
 
@@ -156,7 +157,7 @@ async def test_handler_cooldown_concurrency_timeout_and_cancel(tmp_path):
         await asyncio.wait_for(s.run(), 30)
         await asyncio.sleep(0.3)
         errors = s._store.events(s.session_id, kinds="error")
-    assert 3 <= len(calls) <= 4 and all(b - a >= 3.0 for a, b in zip(calls, calls[1:], strict=False))
+    assert 3 <= len(calls) <= 4 and all(b - a >= 3.0 for a, b in itertools.pairwise(calls))
     assert peak <= 2
     assert any(e.category == "timeout" for e in errors)
     assert not cancelled.active

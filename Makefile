@@ -12,10 +12,15 @@ DEMO_DIR ?= .cache/demo
 
 .PHONY: run test lint docs clean system-deps venv
 
+DEMO_TASK ?= Tell me whenever something appears or leaves
+PORT ?= 8765
+
+# Serve a generated demo clip with a standing task; the model comes from $$JOYVL_MODEL_URL
+# when set, else the usual resolution; with no model at all, the oracle stands in (and says so).
 run: venv system-deps
-	@$(VENV)/bin/joyvl doctor || true
-	@echo
-	@$(VENV)/bin/joyvl synth appear $(DEMO_DIR)/appear.mp4 --seed 1
+	@test -f $(DEMO_DIR)/appear.mp4 || $(VENV)/bin/joyvl synth appear $(DEMO_DIR)/appear.mp4 --seed 1 >/dev/null
+	$(VENV)/bin/joyvl --db $(DEMO_DIR)/joyvl.db serve $(DEMO_DIR)/appear.mp4 --loop \
+	  --task "$(DEMO_TASK)" --port $(PORT) --oracle-fallback
 
 test: venv system-deps
 	$(PY) -m pytest -q

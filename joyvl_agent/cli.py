@@ -161,6 +161,175 @@ def synth(kind: str, out: Path, seed: int, duration: float | None,
         click.echo(f"  {ev.t:7.2f}s  {ev.type:<12} {what}")
 
 
+def session_options(fn: F) -> F:
+    """The flags every command that runs a session shares."""
+    options = [
+        click.option("--session", "session_id", default=None,
+                     help="Session id; an existing one is resumed (seq and time continue)."),
+        click.option("--model-url", default=None, help="OpenAI-compatible base URL (…/v1)."),
+        click.option("--model", "model_name", default=None,
+                     help="Served model name, hub id or folder; `oracle` for synthetic clips."),
+        click.option("--dialect", type=click.Choice(["native", "prompted"]), default=None,
+                     help="Decision protocol: native JoyAI tokens, or prompted for other VLMs."),
+        click.option("--persona", type=click.Choice(["default", "quiet", "talkative"]),
+                     default=None, help="How chatty the assistant is."),
+        click.option("--interval", type=float, default=None,
+                     help="Seconds between ticks (0.1-60, default 1)."),
+        click.option("--task", default=None, help="A standing instruction to start with."),
+        click.option("--system-prompt", type=click.Path(exists=True, dir_okay=False),
+                     default=None, help="Use this system prompt text."),
+        click.option("--idle-policy", type=click.Choice(["silent", "proactive"]), default=None,
+                     help="With no task: skip the model (silent) or let it talk (proactive)."),
+        click.option("--fast", is_flag=True, help="Play files as fast as the model allows."),
+        click.option("--loop", "loop_file", is_flag=True, help="Replay a file source forever."),
+        click.option("--oracle-fallback", is_flag=True,
+                     help="If no model can load, use the oracle (synthetic clips only)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _session_config(state: _State, kw: dict[str, Any], **extra: Any) -> Config:
+    return state.config(
+        model__url=kw["model_url"], model__name=kw["model_name"], model__dialect=kw["dialect"],
+        model__persona=kw["persona"], model__system_prompt_file=kw["system_prompt"],
+        model__idle_policy=kw["idle_policy"], source__interval_s=kw["interval"], **extra,
+    )
+
+
+def _build_session(source: str, config: Config, kw: dict[str, Any]) -> Any:
+    """A `Session`, falling back to the oracle when asked to and no model can load."""
+    from .errors import ModelError
+    from .model._resolve import resolve_backend
+    from .session import Session
+
+    backend = None
+    try:
+        backend = resolve_backend(config.model, source=source)
+    except ModelError as exc:
+        if not kw["oracle_fallback"]:
+            raise
+        click.echo(f"No model could be loaded ({exc.message}); running with the oracle "
+                   "backend: ground truth of the clip, NOT a model.", err=True)
+        config.model.name = "oracle"
+    return Session(config, source=source, backend=backend, session_id=kw["session_id"],
+                   fast=kw["fast"], loop=kw["loop_file"])
+
+
+def _print_event(event: Any) -> None:
+    """One human line for the events a person cares about (others are skipped)."""
+    t = f"{event.t:8.1f}s"
+    kind = event.kind
+    if kind == "speech":
+        click.echo(f"{t}  {click.style(event.reason, fg='cyan'):<18} {event.text}")
+    elif kind == "decision" and event.action == "delegate":
+        click.echo(f"{t}  {click.style('delegate', fg='magenta'):<18} {event.question}")
+    elif kind in ("task_set", "task_ended"):
+        what = event.text if kind == "task_set" else f"{event.state}: {event.text}"
+        click.echo(f"{t}  {click.style(kind, fg='yellow'):<18} {what}")
+    elif kind in ("model_error", "error", "memory_error", "source_lost", "source_restored"):
+        detail = getattr(event, "message", None) or getattr(event, "reason", "") or ""
+        click.echo(f"{t}  {click.style(kind, fg='red'):<18} {detail}")
+    elif kind == "question_asked":
+        click.echo(f"{t}  {click.style('question', fg='yellow'):<18} {event.question}")
+
+
+@cli.command()
+@click.argument("source")
+@session_options
+@click.option("--json", "as_json", is_flag=True, help="Print every event as one JSON line.")
+@click.pass_obj
+@_clean_errors
+def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
+    """Watch SOURCE and show what the assistant says, live, in the terminal.
+
+    SOURCE is a video file, a folder of images, an rtsp/rtmp/http(s)/srt URL, /dev/videoN,
+    screen[:DISPLAY] or push. With --json, stdout carries only events, one JSON object a line.
+    """
+    import asyncio
+    import signal
+
+    config = _session_config(state, kw)
+
+    async def main() -> None:
+        session = _build_session(source, config, kw)
+        async with session:
+            backlog, sub = session.follow(maxsize=100_000)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, session.stop, "signal")
+            if kw["task"]:
+                await session.set_task(kw["task"])
+
+            def emit(event: Any) -> None:
+                click.echo(event.to_json()) if as_json else _print_event(event)
+
+            async def show() -> None:
+                for event in backlog:
+                    emit(event)
+                async for event in sub:
+                    emit(event)
+
+            printer = asyncio.create_task(show())
+            try:
+                await session.run()
+            finally:
+                await session.close()
+                await asyncio.wait_for(printer, 5)
+
+    asyncio.run(main())
+
+
+@cli.command()
+@click.argument("source")
+@session_options
+@click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8765).")
+@click.option("--token", default=None, help="Bearer token with full scope.")
+@click.option("--read-token", default=None, help="Bearer token with read scope.")
+@click.option("--allowed-host", multiple=True, help="Extra Host name accepted (LAN use).")
+@click.pass_obj
+@_clean_errors
+def serve(state: _State, source: str, host: str | None, port: int | None, token: str | None,
+          read_token: str | None, allowed_host: tuple[str, ...], **kw: Any) -> None:
+    """Run one session over SOURCE as a service on one HTTP port (/health, /ready).
+
+    Binding anywhere but 127.0.0.1 needs --token. The service keeps running after a file
+    source ends.
+    """
+    import asyncio
+    import signal
+
+    import uvicorn
+
+    from .app import build_app
+
+    extra: dict[str, Any] = {"server__host": host, "server__port": port}
+    if allowed_host:
+        extra["server__allowed_hosts"] = list(allowed_host)
+    tokens = [{"token": t, "scope": s} for t, s in ((token, "full"), (read_token, "read")) if t]
+    if tokens:
+        extra["auth__tokens"] = tokens
+    config = _session_config(state, kw, **extra)
+
+    async def main() -> None:
+        session = _build_session(source, config, kw)
+        app = build_app(session, config, task=kw["task"],
+                        echo=lambda event: _print_event(event))
+        server = uvicorn.Server(uvicorn.Config(app, host=config.server.host,
+                                               port=config.server.port, log_level="warning"))
+        loop = asyncio.get_running_loop()
+        click.echo(f"serving session {session.session_id} on "
+                   f"http://{config.server.host}:{config.server.port}/ (Ctrl-C to stop)",
+                   err=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        await server.serve()
+
+    asyncio.run(main())
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="joyvl")

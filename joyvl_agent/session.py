@@ -153,6 +153,7 @@ class Session:
         self._last_thumb_t: float | None = None
         self.ticks = 0
         self._closed = False
+        self.source_down = False
         self.bus: EventBus
         self.model: InteractionModel
         self.source: Source
@@ -189,6 +190,7 @@ class Session:
                              source=source_name)
         self.bus = EventBus(self.session_id, self.clock, persist=store.append,
                             start_seq=start_seq, t_offset=t_offset)
+        self.first_seq = start_seq + 1
         if self._backend is None:
             self._backend = resolve_backend(
                 cfg.model, clock=self.clock,
@@ -231,6 +233,8 @@ class Session:
         self.state = "running"
 
     async def _source_event(self, event: BaseEvent) -> None:
+        if event.kind in ("source_lost", "source_restored"):
+            self.source_down = event.kind == "source_lost"
         await self.bus.publish(event)
 
     async def run(self) -> None:
@@ -366,6 +370,17 @@ class Session:
             log.error("%s failed (%s) and the error could not be recorded", stage, exc)
 
     # -- the API --------------------------------------------------------------------------
+
+    def follow(self, kinds: str | Iterable[str] | None = None, *, maxsize: int = 10_000
+               ) -> tuple[list[BaseEvent], Any]:
+        """Everything this run has published so far (from the store) plus a subscription for
+        what follows, with nothing missed or repeated in between."""
+        sub = self.bus.subscribe(kinds, maxsize=maxsize)
+        upto = self.bus.last_seq
+        assert self._store is not None
+        backlog = [e for e in self._store.events(self.session_id, after_seq=self.first_seq - 1,
+                                                 kinds=kinds) if e.seq <= upto]
+        return backlog, sub
 
     async def set_task(self, text: str, *, once: bool = False,
                        expires_in: float | None = None) -> None:

@@ -68,3 +68,15 @@ def test_oracle_backend_from_ground_truth(tmp_path):
     generate("card", clip, seed=2, duration=12, size=(320, 180))
     backend = resolve_backend(model_config(name="oracle"), source=str(clip))
     assert isinstance(backend, OracleBackend) and "not a model" in backend.name
+
+
+def test_local_backend_only_when_the_model_is_on_disk(monkeypatch, tmp_path):
+    monkeypatch.setattr(_resolve, "cuda_available", lambda: False)
+    monkeypatch.setattr(_resolve, "_importable", lambda name: name in ("torch", "transformers"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelError, match="no model backend"):
+        resolve_backend(model_config(name="some-org/not-downloaded"))
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    backend = resolve_backend(model_config(name=str(folder)))
+    assert backend.name == "local"

@@ -4,8 +4,9 @@
    default: the first id of `/v1/models`).
 2. `--model oracle`: the ground-truth stand-in (synthetic clips only; not a model).
 3. A CUDA GPU and an importable vllm: in-process vLLM with the released model (or `--model`).
-4. torch and transformers importable: the local transformers backend with `--model` or a
-   small default VLM (not real-time on CPU; said at start-up).
+4. torch and transformers importable and the model on disk (a folder, or a hub id in the
+   local cache): the local transformers backend with `--model` or a small default VLM (not
+   real time on a CPU; said at start-up).
 5. Otherwise one error that names the options.
 """
 
@@ -49,6 +50,20 @@ def _importable(name: str) -> bool:
         return False
 
 
+def _locally_available(model: str) -> bool:
+    """A model folder, or a hub id already in the local cache (nothing is downloaded)."""
+    if Path(model).is_dir():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(model, "config.json"), str)
+    except Exception:
+        return False
+
+
 def resolve_backend(
     config: ModelConfig, *, clock: Clock | None = None, source: str | None = None
 ) -> ModelBackend:
@@ -76,12 +91,13 @@ def resolve_backend(
 
         return VLLMBackend(config.name or DEFAULT_MODEL, max_model_len=config.max_model_len,
                            limit_mm_per_prompt={"image": config.max_images})
-    if _importable("torch") and _importable("transformers"):
+    model = config.name or DEFAULT_LOCAL_MODEL
+    if _importable("torch") and _importable("transformers") and _locally_available(model):
         from .backends.local import LocalTransformersBackend
 
         if not cuda_available():
             log.warning("running the model with transformers on the CPU: this is not real time")
-        return LocalTransformersBackend(config.name or DEFAULT_LOCAL_MODEL)
+        return LocalTransformersBackend(model)
     raise ModelError(
         "no model backend can load here",
         hint="pass --model-url http://HOST:PORT/v1 (a vLLM server), install "

@@ -87,7 +87,7 @@ class OracleBackend:
         self.truth = truth
         self.latency_s = latency_s
         self.clock = clock
-        self._spoken: set[int] = set()
+        self._spoken: set[tuple[int, int]] = set()
         log.warning("using the oracle backend: answers come from ground truth, not a model")
 
     async def aclose(self) -> None:
@@ -100,11 +100,13 @@ class OracleBackend:
         if self.latency_s and self.clock is not None:
             await self.clock.sleep(self.latency_s)
         now = self._latest_time(request)
-        due = [i for i, e in enumerate(self.truth.events) if e.t <= now and i not in self._spoken]
+        cycle, local = divmod(now, self.truth.duration)  # a looped clip plays again
+        due = [(int(cycle), i) for i, e in enumerate(self.truth.events)
+               if e.t <= local and (int(cycle), i) not in self._spoken]
         if not due:
             return ModelReply(text="</silence>", latency_ms=self.latency_s * 1000)
         self._spoken.update(due)
-        text = " ".join(describe_event(self.truth.events[i]) for i in due)
+        text = " ".join(describe_event(self.truth.events[i]) for _, i in due)
         return ModelReply(text=f"</response> {text}", latency_ms=self.latency_s * 1000)
 
     @staticmethod

@@ -1,0 +1,138 @@
+"""The `serve` app: one session as a long-running service on one HTTP port.
+
+Starlette, in the same process as the loop: `/health` (liveness) and `/ready` (source and
+model up); the MCP endpoint and the web UI mount here too. Binding anywhere but loopback
+needs a token. The service keeps answering after a file source ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ._supervisor import TaskSupervisor
+from .config import Config
+from .errors import ConfigError
+from .events import BaseEvent, Subscription
+from .session import Session
+
+__all__ = ["ServeApp", "build_app", "is_loopback"]
+
+log = logging.getLogger("joyvl_agent.app")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ServeApp:
+    """Holds the session and its run task for the HTTP app."""
+
+    def __init__(self, session: Session, config: Config, task: str | None = None,
+                 echo: Callable[[BaseEvent], None] | None = None) -> None:
+        self.session = session
+        self.initial_task = task
+        self.echo = echo
+        self.config = config
+        self.supervisor = TaskSupervisor("serve")
+        self.run_task: asyncio.Task[Any] | None = None
+        self.error: str | None = None
+
+    def tokens(self, scope: str | None = None) -> list[str]:
+        return [t.token.get_secret_value() for t in self.config.auth.tokens
+                if scope is None or t.scope == scope]
+
+    def authorized(self, request: Request) -> bool:
+        tokens = self.tokens()
+        if not tokens:
+            return True
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(
+            "joyvl_token", "")
+        return any(hmac.compare_digest(given, t) for t in tokens)
+
+    async def _run(self) -> None:
+        try:
+            await self.session.run()
+        except Exception as exc:  # keep serving; /ready reports it
+            log.exception("the session stopped with an error")
+            self.error = f"{exc.__class__.__name__}: {exc}"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.session.start()
+        if self.echo is not None:
+            self.supervisor.spawn(self._echo(self.session.bus.subscribe()), "echo")
+        if self.initial_task:
+            await self.session.set_task(self.initial_task)
+        self.run_task = self.supervisor.spawn(self._run(), "session")
+        try:
+            yield
+        finally:
+            await self.supervisor.aclose()
+            await self.session.close()
+
+    async def _echo(self, sub: Subscription) -> None:
+        assert self.echo is not None
+        async for event in sub:
+            self.echo(event)
+
+    async def health(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "session_id": self.session.session_id})
+
+    async def ready(self, request: Request) -> JSONResponse:
+        if not self.authorized(request):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        s = self.session
+        breaker = s.model.breaker
+        model_ok = breaker.failures < breaker.threshold
+        running = self.run_task is not None and not self.run_task.done()
+        source_ok = running and not s.source_down
+        body = {
+            "ready": model_ok and source_ok, "source": source_ok, "model": model_ok,
+            "state": s.state, "error": self.error, "status": s.status().model_dump(),
+        }
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+
+def build_app(
+    session: Session,
+    config: Config,
+    *,
+    task: str | None = None,
+    echo: Callable[[BaseEvent], None] | None = None,
+) -> Starlette:
+    """The Starlette app serving `session` (checks the bind address against the tokens).
+
+    Args:
+        task: A standing instruction set once the session has started.
+        echo: Called with every event (the CLI prints them).
+    """
+    host = config.server.host
+    if not is_loopback(host) and not config.auth.tokens:
+        raise ConfigError(
+            f"refusing to serve on {host} without a token",
+            hint="pass --token (and --read-token) or set [auth] tokens, or bind 127.0.0.1",
+        )
+    state = ServeApp(session, config, task, echo)
+    app = Starlette(
+        routes=[Route("/health", state.health), Route("/ready", state.ready)],
+        lifespan=state.lifespan,
+    )
+    app.state.serve = state
+    return app

@@ -22,6 +22,7 @@ __all__ = [
     "ModelRequest",
     "SamplingParams",
     "TextPart",
+    "chat_template_messages",
 ]
 
 
@@ -118,6 +119,32 @@ class ModelReply:
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+
+def chat_template_messages(
+    messages: list[ChatMessage], *, lists_everywhere: bool = False
+) -> tuple[list[dict[str, Any]], list[EncodedImage]]:
+    """Messages in the Hugging Face chat-template form, and the images in prompt order.
+
+    User turns (and, with `lists_everywhere`, every turn) become multimodal content lists with
+    one `{"type": "image"}` per image; other turns stay plain strings.
+    """
+    conv: list[dict[str, Any]] = []
+    images: list[EncodedImage] = []
+    for m in messages:
+        has_image = any(isinstance(p, EncodedImage) for p in m.parts)
+        if not has_image and not lists_everywhere and m.role != "user":
+            conv.append({"role": m.role, "content": m.text})
+            continue
+        content: list[dict[str, Any]] = []
+        for p in m.parts:
+            if isinstance(p, TextPart):
+                content.append({"type": "text", "text": p.text})
+            else:
+                content.append({"type": "image"})
+                images.append(p)
+        conv.append({"role": m.role, "content": content})
+    return conv, images
 
 
 @runtime_checkable

@@ -148,7 +148,7 @@ class LiveSource:
     ) -> None:
         self.name = name or redact(url)
         self.frames_decoded = 0
-        self.frames_dropped_early = 0
+        self._dropped_retired = 0
         self.reconnects = 0
         self.packets_skipped = 0
         self._url = url
@@ -185,13 +185,13 @@ class LiveSource:
     @property
     def frames_dropped(self) -> int:
         """Frames replaced by a newer one before the reader took them."""
-        return self.frames_dropped_early + (self._box.dropped if self._box else 0)
+        return self._dropped_retired + (self._box.dropped if self._box else 0)
 
     # ---- decode thread
 
     def _start(self) -> None:
         if self._box is not None:
-            self.frames_dropped_early += self._box.dropped
+            self._dropped_retired += self._box.dropped
         self._box = _Mailbox(asyncio.get_running_loop(), latest_wins=True,
                              on_arrival=self._arrive)
         self._stop = threading.Event()

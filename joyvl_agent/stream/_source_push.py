@@ -85,18 +85,13 @@ class PushSource:
         if self._closed:
             raise SourceError(f"{self.name} is closed", hint="open a new push source")
         data = bytes(jpeg) if not isinstance(jpeg, bytes) else jpeg
-        if t is not None and not math.isfinite(t):
-            raise self._rejection(f"frame time must be a finite number, got {t!r}")
-        if not data:
-            raise self._rejection("the payload is empty (0 bytes)",
-                                  "send the JPEG bytes of one frame")
-        if len(data) > self._max_bytes:
-            raise self._rejection(
-                f"the payload is {len(data):,} bytes, over the {self._max_bytes:,} byte limit",
-                "send a smaller or more compressed JPEG",
-            )
-        async with self._clock.hold():  # virtual time stands still while we decode
-            image = await asyncio.to_thread(self._decode, data)
+        try:
+            self._precheck(data, t)
+            async with self._clock.hold():  # virtual time stands still while we decode
+                image = await asyncio.to_thread(self._decode, data)
+        except SourceError:
+            self.frames_rejected += 1
+            raise
         if self._closed:
             raise SourceError(f"{self.name} is closed", hint="open a new push source")
         arrival = self._timebase()
@@ -119,8 +114,19 @@ class PushSource:
         self._event.set()
         return frame
 
+    def _precheck(self, data: bytes, t: float | None) -> None:
+        if t is not None and not math.isfinite(t):
+            raise self._rejection(f"frame time must be a finite number, got {t!r}")
+        if not data:
+            raise self._rejection("the payload is empty (0 bytes)",
+                                  "send the JPEG bytes of one frame")
+        if len(data) > self._max_bytes:
+            raise self._rejection(
+                f"the payload is {len(data):,} bytes, over the {self._max_bytes:,} byte limit",
+                "send a smaller or more compressed JPEG",
+            )
+
     def _rejection(self, reason: str, hint: str | None = None) -> SourceError:
-        self.frames_rejected += 1
         return SourceError(f"{self.name}: rejected a pushed frame: {reason}", hint=hint)
 
     def _decode(self, data: bytes) -> np.ndarray:

@@ -43,7 +43,14 @@ from typing import Any
 
 from ...clock import Clock, WallClock
 from ...errors import ConfigError, ModelError
-from .._types import ChatMessage, EncodedImage, ModelReply, ModelRequest, SamplingParams, TextPart
+from .._types import (
+    ChatMessage,
+    EncodedImage,
+    ModelReply,
+    ModelRequest,
+    SamplingParams,
+    chat_template_messages,
+)
 
 __all__ = ["QWEN_VL_MODEL_TYPES", "LocalTransformersBackend"]
 
@@ -428,30 +435,8 @@ def _decode_image(img: EncodedImage, max_pixels: int | None) -> Any:
     return pil
 
 
-def _conversation(
-    messages: list[ChatMessage], *, lists_everywhere: bool
-) -> tuple[list[dict[str, Any]], list[EncodedImage]]:
-    """Chat-template messages (multimodal content lists) and the images in prompt order."""
-    conv: list[dict[str, Any]] = []
-    images: list[EncodedImage] = []
-    for m in messages:
-        has_image = any(isinstance(p, EncodedImage) for p in m.parts)
-        if not has_image and not lists_everywhere and m.role != "user":
-            conv.append({"role": m.role, "content": m.text})
-            continue
-        content: list[dict[str, Any]] = []
-        for p in m.parts:
-            if isinstance(p, TextPart):
-                content.append({"type": "text", "text": p.text})
-            else:
-                content.append({"type": "image"})
-                images.append(p)
-        conv.append({"role": m.role, "content": content})
-    return conv, images
-
-
 def _qwen_inputs(lm: _Loaded, messages: list[ChatMessage], max_pixels: int | None) -> Any:
-    conv, images = _conversation(messages, lists_everywhere=False)
+    conv, images = chat_template_messages(messages, lists_everywhere=False)
     text = lm.tokenizer.apply_chat_template(
         conv, chat_template=lm.chat_template, tokenize=False, add_generation_prompt=True
     )
@@ -481,7 +466,7 @@ def _qwen_inputs(lm: _Loaded, messages: list[ChatMessage], max_pixels: int | Non
 
 
 def _processor_inputs(lm: _Loaded, messages: list[ChatMessage], max_pixels: int | None) -> Any:
-    conv, images = _conversation(messages, lists_everywhere=True)
+    conv, images = chat_template_messages(messages, lists_everywhere=True)
     text = lm.processor.apply_chat_template(
         conv, chat_template=lm.chat_template, tokenize=False, add_generation_prompt=True
     )

@@ -20,7 +20,13 @@ from typing import Any, Protocol
 from PIL import Image
 
 from ...errors import ModelError
-from .._types import EncodedImage, ModelReply, ModelRequest, SamplingParams, TextPart
+from .._types import (
+    EncodedImage,
+    ModelReply,
+    ModelRequest,
+    SamplingParams,
+    chat_template_messages,
+)
 
 __all__ = ["DEFAULT_MODEL", "VLLMBackend", "build_engine_prompt"]
 
@@ -44,20 +50,8 @@ def build_engine_prompt(
     request: ModelRequest, tokenizer: _ChatTokenizer
 ) -> dict[str, Any]:
     """The engine input for `request`: chat-templated text plus decoded images, in order."""
-    conversation: list[dict[str, Any]] = []
-    images: list[Image.Image] = []
-    for m in request.messages:
-        if m.role != "user":
-            conversation.append({"role": m.role, "content": m.text})
-            continue
-        content: list[dict[str, Any]] = []
-        for p in m.parts:
-            if isinstance(p, TextPart):
-                content.append({"type": "text", "text": p.text})
-            else:
-                content.append({"type": "image"})
-                images.append(_decode(p))
-        conversation.append({"role": "user", "content": content})
+    conversation, encoded = chat_template_messages(request.messages)
+    images = [_decode(p) for p in encoded]
     text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
     prompt: dict[str, Any] = {"prompt": text}
     if images:

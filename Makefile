@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# Debian packages the tests and the demo use (ffmpeg pushes test streams; espeak-ng speaks).
-APT_PACKAGES ?= ffmpeg espeak-ng
+# Debian packages the tests and the demo use: ffmpeg pushes test streams, rtsp-server-perl
+# serves RTSP in the ingestion tests, espeak-ng speaks.
+APT_PACKAGES ?= ffmpeg espeak-ng rtsp-server-perl
 DEMO_DIR ?= .cache/demo
 
 .PHONY: run test lint docs clean system-deps venv

@@ -457,7 +457,7 @@ def decode_video(
         except (av.error.InvalidDataError, av.error.PatchWelcomeError) as exc:
             bad += 1
             if bad == 1 or bad % 50 == 0:
-                log.debug("%s: undecodable packet (%d in a row): %s", name, bad, exc)
+                log.debug("%s: undecodable packet (%d in a row): %s", name, bad, _describe(exc))
             if bad >= _MAX_BAD_PACKETS:
                 raise translate(exc, name, "decode") from exc
             continue

@@ -124,6 +124,7 @@ class LiveSource:
     """
 
     live = True
+    _STUCK_GRACE_S = 5.0  # beyond FFmpeg's own timeouts before a silent decoder is replaced
 
     def __init__(
         self,
@@ -166,6 +167,7 @@ class LiveSource:
         self._backoff = backoff
         self._stable_s = stable_s
         self._skip = skip_packets
+        self._http = url.lower().startswith(("http://", "https://"))  # a 404 there is final
         self._timeline = _Timeline(resync_s)
         self._rng = random.Random()
         self._box: _Mailbox | None = None
@@ -234,7 +236,10 @@ class LiveSource:
                 if conn.last - conn.first >= self._stable_s:
                     attempt = 0
             if not up_once and (
-                not self._retry_initial or not failure.retryable or monotonic() >= initial_deadline
+                not self._retry_initial
+                or not failure.retryable
+                or monotonic() >= initial_deadline
+                or (self._http and isinstance(failure.__cause__, av.error.HTTPNotFoundError))
             ):
                 box.put(_Control("error", error=failure))
                 return
@@ -395,7 +400,7 @@ class LiveSource:
         now = monotonic()
         if self._up and now - self._last_arrival_real > self._read_timeout:
             await self._lost(f"no frame for {now - self._last_arrival_real:.1f} s", None)
-        stuck = 2 * max(self._read_timeout, self._open_timeout) + 5.0
+        stuck = 2 * max(self._read_timeout, self._open_timeout) + self._STUCK_GRACE_S
         if self._thread is not None and now - self._beat > stuck:
             log.warning("%s: decoder stuck for %.0f s; starting a new one", self.name,
                         now - self._beat)

@@ -164,12 +164,12 @@ def open_source(
     if path.is_dir():
         fps = opts.positive("fps", 1.0 / sample_interval)
         opts.done(allowed_ffmpeg=False)
-        return ImageFolderSource.from_folder(path, fps=fps, min_gap=0.0, **file_args)
+        return ImageFolderSource.from_folder(path, fps=fps, min_gap=min_gap, **file_args)
     if path.is_file():
         if path.suffix.lower() in IMAGE_SUFFIXES and opts.format is None:
             fps = opts.positive("fps", 1.0 / sample_interval)
             opts.done(allowed_ffmpeg=False)
-            return ImageFolderSource([path], fps=fps, min_gap=0.0, **file_args)
+            return ImageFolderSource([path], fps=fps, min_gap=min_gap, **file_args)
         return FileSource(path, min_gap=min_gap, skip_packets=skip, format=opts.format,
                           options=opts.ffmpeg(), **file_args)
     if path.exists():

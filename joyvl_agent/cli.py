@@ -217,6 +217,39 @@ def _build_session(source: str, config: Config, kw: dict[str, Any]) -> Any:
                    fast=kw["fast"], loop=kw["loop_file"])
 
 
+def _file_duration(source: str) -> float | None:
+    """The length of a video file in seconds (None for anything else)."""
+    if not Path(source).is_file():
+        return None
+    try:
+        import av
+
+        with av.open(source) as container:
+            return container.duration / 1_000_000 if container.duration else None
+    except Exception:
+        return None
+
+
+class _Progress:
+    """A one-line progress bar on stderr for file sources."""
+
+    def __init__(self, duration: float) -> None:
+        self.duration = duration
+        self.shown = False
+
+    def show(self, t: float) -> None:
+        done = min(1.0, max(0.0, t / self.duration))
+        filled = int(done * 30)
+        click.echo(f"\r[{'#' * filled}{'.' * (30 - filled)}] {t:6.1f}/{self.duration:.1f} s",
+                   err=True, nl=False)
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            click.echo("\r" + " " * 50 + "\r", err=True, nl=False)
+            self.shown = False
+
+
 def _print_event(event: Any) -> None:
     """One human line for the events a person cares about (others are skipped)."""
     t = f"{event.t:8.1f}s"
@@ -262,14 +295,26 @@ def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
             if kw["task"]:
                 await session.set_task(kw["task"])
 
+            duration = None if as_json else _file_duration(source)
+            bar = _Progress(duration) if duration and sys.stderr.isatty() else None
+
             def emit(event: Any) -> None:
-                click.echo(event.to_json()) if as_json else _print_event(event)
+                if as_json:
+                    click.echo(event.to_json())
+                    return
+                if bar is not None:
+                    bar.clear()
+                _print_event(event)
+                if bar is not None and event.kind == "decision" and event.frame_t is not None:
+                    bar.show(event.frame_t)
 
             async def show() -> None:
                 for event in backlog:
                     emit(event)
                 async for event in sub:
                     emit(event)
+                if bar is not None:
+                    bar.clear()
 
             printer = asyncio.create_task(show())
             try:

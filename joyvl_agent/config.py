@@ -104,6 +104,13 @@ class MemoryConfig(_Section):
     thumbnail_interval_s: float = Field(
         10.0, ge=0, description="Store a thumbnail of the sampled frame this often (0: never)"
     )
+    summarize: bool = Field(True, description="Write mid- and long-term summaries")
+    summarizer_url: str | None = Field(
+        None, description="OpenAI-compatible URL of a separate summarizer (None: main model)"
+    )
+    summarizer_model: str | None = Field(None, description="Its served model name")
+    compress_every: int = Field(5, ge=2, le=100, description="Mid-term summaries per long one")
+    long_term_tokens: int = Field(2000, ge=100, description="Budget of all long-term text")
     retention_hours: float | None = Field(None, gt=0, description="Drop recordings older")
     max_db_mb: float | None = Field(None, gt=0, description="Cap on database size")
 

@@ -36,10 +36,11 @@ from .events import (
     SessionEndedEvent,
     SessionStartedEvent,
     SpeechEvent,
+    SummaryCommittedEvent,
     check_session_id,
     validate_kinds,
 )
-from .memory import Store
+from .memory import MemoryTiers, Store, Summarizer
 from .model import (
     Answer,
     EncodedImage,
@@ -154,6 +155,8 @@ class Session:
         self.ticks = 0
         self._closed = False
         self.source_down = False
+        self.summary_grace_s = 5.0
+        self._summarizer_backend: ModelBackend | None = None
         self.bus: EventBus
         self.model: InteractionModel
         self.source: Source
@@ -222,6 +225,17 @@ class Session:
             self.source = self._source_spec
         self.sampler = Sampler(frames_per_tick=cfg.source.frames_per_tick,
                                interval=self.interval)
+        self.memory = MemoryTiers(
+            self._make_summarizer(backend) if cfg.memory.summarize else None,
+            self.bus, self._supervisor, on_change=self.model.builder.set_memory,
+            compress_every=cfg.memory.compress_every,
+            long_term_tokens=cfg.memory.long_term_tokens,
+        )
+        self.model.builder.on_rollover = self.memory.chunk_closed
+        if resumed:
+            self.memory.restore([e for e in store.events(self.session_id,
+                                                         kinds="summary_committed")
+                                 if isinstance(e, SummaryCommittedEvent)])
         await self.bus.publish(SessionStartedEvent(
             source=self.source.name, model=getattr(backend, "name", "model"), resumed=resumed))
         warmup = getattr(backend, "warmup", None)
@@ -231,6 +245,16 @@ class Session:
             except JoyVLError as exc:
                 log.warning("model warm-up failed: %s", exc)
         self.state = "running"
+
+    def _make_summarizer(self, backend: ModelBackend) -> Summarizer:
+        mem = self.config.memory
+        if mem.summarizer_url:
+            from .model.backends.openai_http import OpenAIBackend
+
+            self._summarizer_backend = OpenAIBackend(mem.summarizer_url,
+                                                     model=mem.summarizer_model)
+            backend = self._summarizer_backend
+        return Summarizer(backend, language=mem.language)
 
     async def _source_event(self, event: BaseEvent) -> None:
         if event.kind in ("source_lost", "source_restored"):
@@ -260,6 +284,9 @@ class Session:
         self._stop.set()
         for handler in list(self._handlers):
             handler.cancel()
+        memory = getattr(self, "memory", None)
+        if memory is not None and memory.pending:  # let summaries in flight finish, briefly
+            await asyncio.wait(set(memory._tasks), timeout=self.summary_grace_s)
         await self._supervisor.aclose()
         if hasattr(self, "source"):
             try:
@@ -274,6 +301,8 @@ class Session:
             self.bus.close()
         if self._own_backend and self._backend is not None:
             await self._backend.aclose()
+        if self._summarizer_backend is not None:
+            await self._summarizer_backend.aclose()
         if self._own_store and self._store is not None:
             self._store.close()
         self.state = "stopped"
@@ -415,13 +444,16 @@ class Session:
             self._resume.set()
 
     async def reset(self) -> None:
-        """Cancel the in-flight tick, clear the chunk, task and questions; keep history."""
+        """Cancel the in-flight tick and summaries; clear the chunk, task and questions; keep
+        the recorded history and the memory already written."""
+        self.memory.cancel_pending()
         if self._tick_task is not None and not self._tick_task.done():
             await cancel_and_wait(self._tick_task)
             self.model.reset()
             self._tick_task = self._supervisor.spawn(self._tick_loop(), "ticks")
         else:
             self.model.reset()
+        self.model.builder.set_memory(self.memory.blocks())
 
     def set_interval(self, seconds: float) -> None:
         if not 0.1 <= seconds <= 60:

@@ -1,6 +1,18 @@
-"""Long-horizon memory: the SQLite store (events, thumbnails, full-text index)."""
+"""Long-horizon memory: the SQLite store (events, thumbnails, full-text index) and the
+mid- and long-term summary tiers."""
 
 from ._schema import SCHEMA_VERSION
 from ._store import FrameRecord, SearchHit, SessionRecord, Store, sqlite_errors
+from ._tiers import LANGUAGE_NAMES, MemoryTiers, Summarizer
 
-__all__ = ["SCHEMA_VERSION", "FrameRecord", "SearchHit", "SessionRecord", "Store", "sqlite_errors"]
+__all__ = [
+    "LANGUAGE_NAMES",
+    "SCHEMA_VERSION",
+    "FrameRecord",
+    "MemoryTiers",
+    "SearchHit",
+    "SessionRecord",
+    "Store",
+    "Summarizer",
+    "sqlite_errors",
+]

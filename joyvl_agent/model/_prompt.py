@@ -200,7 +200,8 @@ class PromptBuilder:
         self.memory: list[MemoryBlock] = []
         self.rollovers = 0
         self.on_rollover: Callable[[int, list[Turn]], None] | None = None
-        """Called with (chunk index, its turns) when a chunk closes (memory summarizes it)."""
+        """Called with (chunk index, the turns leaving the prompt) when a chunk closes; the
+        memory tiers summarize them. Carried-over turns are summarized with the next chunk."""
         self._active_query: str | None = None
         self._prefix_query: str | None = None
         self._at_boundary = False
@@ -210,8 +211,9 @@ class PromptBuilder:
     # -- inputs from other parts ----------------------------------------------------------
 
     def set_memory(self, blocks: Sequence[MemoryBlock]) -> None:
-        """Summaries for the video-history block (shown from the next chunk boundary on)."""
+        """Summaries for the video-history block (the prefix changes once, at the next tick)."""
         self.memory = list(blocks)
+        self._prefix_dirty = True
 
     def archive(self, record: QARecord) -> None:
         """Move a finished query and its replies into the Q&A history."""
@@ -307,8 +309,9 @@ class PromptBuilder:
 
     def _rollover(self, keep: int) -> None:
         closed = self.turns
-        if self.on_rollover is not None:
-            self.on_rollover(self.chunk_index, list(closed))
+        leaving = closed[: len(closed) - keep]
+        if self.on_rollover is not None and leaving:
+            self.on_rollover(self.chunk_index, leaving)
         self.turns = closed[len(closed) - keep :] if keep else []
         self.chunk_index += 1
         self.rollovers += 1

@@ -104,6 +104,8 @@ class ModelRequest:
     messages: list[ChatMessage]
     sampling: SamplingParams = field(default_factory=SamplingParams)
     est_prompt_tokens: int = 0
+    purpose: Literal["tick", "summary", "compress"] = "tick"
+    """What the call is for; backends may ignore it (the oracle uses it)."""
 
 
 @dataclass

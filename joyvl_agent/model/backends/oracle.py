@@ -2,8 +2,9 @@
 
 It exists for demos on machines with no model, for tests, and for the evaluation's system
 latency study: it speaks each ground-truth event at the first tick whose time marker reaches
-the event, after a configurable compute latency in session-clock seconds. Everything it says
-starts with nothing special, but its `name` and every log line say it is an oracle.
+the event, after a configurable compute latency in session-clock seconds. As a summarizer it
+lists the events between a request's first and last time marker. Its `name` and its log line
+say it is an oracle.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = ["OracleBackend", "describe_event"]
 log = logging.getLogger("joyvl_agent.model")
 
 _MARKER = re.compile(r"<(\d+(?:\.\d+)?) seconds>")
+_RANGE = re.compile(r"<\d+(?:\.\d+)? seconds ~ \d+(?:\.\d+)? seconds>")
 
 
 def describe_event(e: TruthEvent) -> str:
@@ -99,6 +101,11 @@ class OracleBackend:
     async def generate(self, request: ModelRequest) -> ModelReply:
         if self.latency_s and self.clock is not None:
             await self.clock.sleep(self.latency_s)
+        if request.purpose == "summary":
+            return ModelReply(text=self._summary(request), latency_ms=self.latency_s * 1000)
+        if request.purpose == "compress":
+            text = " ".join(_RANGE.sub(" ", request.messages[-1].text).split())
+            return ModelReply(text=text, latency_ms=self.latency_s * 1000)
         now = self._latest_time(request)
         cycle, local = divmod(now, self.truth.duration)  # a looped clip plays again
         due = [(int(cycle), i) for i, e in enumerate(self.truth.events)
@@ -108,6 +115,20 @@ class OracleBackend:
         self._spoken.update(due)
         text = " ".join(describe_event(self.truth.events[i]) for _, i in due)
         return ModelReply(text=f"</response> {text}", latency_ms=self.latency_s * 1000)
+
+    def _summary(self, request: ModelRequest) -> str:
+        """What happened between the first and last time marker of a summary request."""
+        times = [float(x) for m in request.messages if m.role == "user"
+                 for x in _MARKER.findall(m.text)]
+        if not times:
+            return "Nothing was shown."
+        start, end = min(times), max(times)
+        duration = self.truth.duration
+        said = [f"At {e.t + duration * cycle:.0f} s: {describe_event(e)}"
+                for cycle in range(int(start // duration), int(end // duration) + 1)
+                for e in self.truth.events
+                if start <= e.t + duration * cycle <= end + 1.0]
+        return " ".join(said) or f"Nothing changed from {start:.0f} s to {end:.0f} s."
 
     @staticmethod
     def _latest_time(request: ModelRequest) -> float:

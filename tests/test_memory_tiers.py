@@ -1,6 +1,7 @@
 """Mid- and long-term memory: background summaries, compression, budgets, failures, resume."""
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -32,7 +33,8 @@ class SlowSummarizer:
         if self.fail:
             raise ModelError("summarizer down", retryable=True)
         if request.purpose == "compress":
-            return ModelReply(text="Compressed: " + " ".join(request.messages[-1].text.split()[:30]))
+            words = request.messages[-1].text.split()[:30]
+            return ModelReply(text="Compressed: " + " ".join(words))
         user = request.messages[-1]
         return ModelReply(text=f"Saw {len(user.images)} frames. " + user.text[-60:])
 
@@ -59,7 +61,7 @@ async def test_a_30_second_summarizer_delays_no_decision(tmp_path):
         await session.run()
         decisions = session._store.events(session.session_id, kinds="decision")
         summaries = session._store.events(session.session_id, kinds="summary_committed")
-    gaps = [b.t - a.t for a, b in zip(decisions, decisions[1:], strict=False)]
+    gaps = [b.t - a.t for a, b in itertools.pairwise(decisions)]
     assert max(gaps) <= 1.0 + 1e-6  # a tick every second, summaries or not
     assert len(decisions) >= 60
     assert summaries, "no summary was committed"

@@ -388,6 +388,17 @@ class Subscription:
 Persist = Callable[[BaseEvent], Awaitable[None]]
 
 
+async def _settle_write(write: asyncio.Future[None]) -> None:
+    """Wait for a write whose publisher was cancelled (a second cancel is deferred)."""
+    while not write.done():
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            continue
+        except Exception:
+            return
+
+
 class EventBus:
     """Stamps, persists, then fans out every event of one session.
 
@@ -464,7 +475,16 @@ class EventBus:
                 }
             )
             if self._persist is not None:
-                await self._persist(stamped)
+                # Once the write has started it must be counted, even if the publisher is
+                # cancelled meanwhile: the row lands in the store either way.
+                write = asyncio.ensure_future(self._persist(stamped))
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    await _settle_write(write)
+                    if write.exception() is None:
+                        self._seq += 1
+                    raise
             self._seq += 1
             for sub in tuple(self._subs):
                 sub._offer(stamped)

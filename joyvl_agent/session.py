@@ -156,6 +156,8 @@ class Session:
         self._closed = False
         self.source_down = False
         self.summary_grace_s = 5.0
+        self.error: str | None = None
+        """Why the session ended in error (a source that failed for good), if it did."""
         self._summarizer_backend: ModelBackend | None = None
         self.bus: EventBus
         self.model: InteractionModel
@@ -267,8 +269,7 @@ class Session:
             await self.start()
         self._supervisor.spawn(self._read_source(), "source")
         self._tick_task = self._supervisor.spawn(self._tick_loop(), "ticks")
-        stop = self._supervisor.spawn(self._stop.wait(), "stop-wait")
-        await asyncio.wait({self._tick_task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await self._stop.wait()  # set by stop(), or by the tick loop when the source ends
         self.state = "stopped"
 
     def stop(self, reason: Literal["stopped", "signal"] = "stopped") -> None:
@@ -315,6 +316,8 @@ class Session:
                 self.sampler.push(frame)
                 self.latest_frame = frame
         except JoyVLError as exc:
+            self._end_reason = "error"
+            self.error = str(exc)
             await self._report("source", "source_error", exc)
         finally:
             self.sampler.end()
@@ -333,9 +336,15 @@ class Session:
             else:
                 await self.sampler.wait_for(next_t)
                 frames = self.sampler.take(until=next_t)
+                if not frames and not self.sampler.ended:
+                    # no frame fell in this interval (a sparse file): tick on the next one
+                    frames = self.sampler.take(until=self.sampler.next_new_t())
+                    if frames:
+                        next_t = frames[-1].t
             if not frames:
                 if self.sampler.ended:
-                    self._end_reason = "source_ended"
+                    if self._end_reason == "stopped":
+                        self._end_reason = "source_ended"
                     break
                 continue
             if next_t is None:

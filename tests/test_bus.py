@@ -110,3 +110,18 @@ async def test_persisted_before_fan_out_and_not_fanned_out_when_persist_fails():
     assert sub.pending() == 0 and bus.last_seq == 1
     fail = False
     assert (await bus.publish(speech(3))).seq == 2  # no gap in seq after a failed publish
+
+
+async def test_cancelled_publish_still_counts_the_written_event(tmp_path):
+    from joyvl_agent import Store
+
+    with Store(tmp_path / "c.db") as store:
+        bus = EventBus("s", VirtualClock(), persist=store.append)
+        await bus.publish(speech(1))
+        task = asyncio.create_task(bus.publish(speech(2)))
+        await asyncio.sleep(0)  # the write has started on the store's thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        third = await bus.publish(speech(3))  # no UNIQUE constraint error, no reused seq
+        assert [e.seq for e in store.events("s")] == [1, 2, 3] and third.seq == 3

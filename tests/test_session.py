@@ -43,7 +43,7 @@ async def test_slow_model_no_backlog_true_markers_ordered(tmp_path):
     for d, request in zip(decisions, backend.requests, strict=True):
         marker = [p.text for p in request.messages[-1].parts if hasattr(p, "text")][-1]
         assert marker == f"<{d.frame_t:.1f} seconds>"  # the marker is the capture time
-        assert d.t - d.frame_t == pytest.approx(1.5, abs=0.11)  # fresh frame, 1.5 s model
+        assert d.t - d.frame_t == pytest.approx(1.5, abs=0.25)  # fresh frame, 1.5 s model
     assert [d.seq for d in decisions] == sorted(d.seq for d in decisions)
     assert all(b.frame_t > a.frame_t for a, b in itertools.pairwise(decisions))
 
@@ -189,8 +189,9 @@ async def test_api_speak_pause_resume_interval_status_reset(tmp_path):
         assert status.task == "watch" and status.model_calls > 0
         await s.reset()
         assert s.status().task is None
-        await clock.sleep(3)
-        assert s.ticks > paused_at
+        after_reset = s.ticks
+        await clock.sleep(5)
+        assert not runner.done() and s.ticks >= after_reset + 2  # still ticking after reset
         s.stop()
         await asyncio.wait_for(runner, 10)
 

@@ -71,6 +71,10 @@ class Sampler:
             self._arrived.clear()
             await self._arrived.wait()
 
+    def next_new_t(self) -> float | None:
+        """Capture time of the oldest frame no tick has taken yet (None: none)."""
+        return next((f.t for f in self._recent if self._is_new(f)), None)
+
     def take(self, until: float | None = None) -> list[VideoFrame]:
         """The frames for one tick, oldest first: the newest new frame (at or before `until`
         when given), plus earlier ones spaced `interval / frames_per_tick` apart. Empty when

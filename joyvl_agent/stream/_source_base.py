@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -317,26 +318,40 @@ class _Mailbox:
 # --------------------------------------------------------------------------- sampling
 
 
+def _grid_after(t: float, origin: float, gap: float) -> float:
+    """The first point of the grid `origin + k * gap` that lies after `t`."""
+    if gap <= 0:
+        return t
+    return origin + (math.floor((t - origin) / gap + 1e-6) + 1) * gap
+
+
 class _Gate:
-    """Converts a frame to RGB only when it is at least `min_gap` after the last one."""
+    """Converts a frame to RGB only when it is the first at or after the next point of a grid
+    `min_gap` apart, starting at the first frame: the samples stay lined up with the ticks
+    (which run every `2 * min_gap` from the first frame) instead of drifting."""
 
     _EPS = 1e-3
 
     def __init__(self, min_gap: float) -> None:
         self.min_gap = max(0.0, min_gap)
         self.last: float | None = None
+        self._origin = 0.0
+        self._next = 0.0
 
     def wants(self, t: float) -> bool:
         if self.last is None or t < self.last - 1.0:  # first frame, or the clock went back
             return True
-        return t >= self.last + self.min_gap - self._EPS
+        return t >= self._next - self._EPS
 
     def take(self, t: float) -> None:
+        if self.last is None or t < self.last - 1.0:
+            self._origin = t
         self.last = t
+        self._next = _grid_after(t, self._origin, self.min_gap)
 
     @property
     def due(self) -> float | None:
-        return None if self.last is None else self.last + self.min_gap - self._EPS
+        return None if self.last is None else self._next - self._EPS
 
 
 _TOL = 1e-3
@@ -362,6 +377,7 @@ class _GopSkipper:
         self._keys: deque[float] = deque(maxlen=3)
         self._due: float | None = None  # the next sample is the first frame at or after it
         self._candidate: float | None = None
+        self._origin: float | None = None  # the grid starts at the first sample
         self._skipping = False
 
     @property
@@ -402,7 +418,9 @@ class _GopSkipper:
         order = dts if dts is not None else pts
         if self._candidate is not None and (due is None or order >= due):
             # every packet that can hold the next sample has been fed: it is the candidate
-            self._due = self._candidate + self.min_gap - _Gate._EPS
+            if self._origin is None:
+                self._origin = self._candidate
+            self._due = _grid_after(self._candidate, self._origin, self.min_gap) - _Gate._EPS
             self._candidate = None
             gop = self.gop
             if self.enabled and gop is not None and self._keys[-1] + gop <= self._due + _TOL:

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -26,7 +28,7 @@ from .errors import ConfigError
 from .events import BaseEvent, Subscription
 from .session import Session
 
-__all__ = ["ServeApp", "build_app", "is_loopback"]
+__all__ = ["ServeApp", "allowed_hosts", "build_app", "is_loopback"]
 
 log = logging.getLogger("joyvl_agent.app")
 
@@ -110,6 +112,15 @@ class ServeApp:
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
+def allowed_hosts(config: Config) -> list[str]:
+    """Host names a request may carry (DNS-rebinding protection): loopback names, the bind
+    address itself, and `[server] allowed_hosts` / `--allowed-host`."""
+    hosts = ["127.0.0.1", "localhost", "::1", "[::1]", *config.server.allowed_hosts]
+    if config.server.host not in ("0.0.0.0", "::", ""):
+        hosts.append(config.server.host)
+    return hosts
+
+
 def build_app(
     session: Session,
     config: Config,
@@ -132,6 +143,7 @@ def build_app(
     state = ServeApp(session, config, task, echo)
     app = Starlette(
         routes=[Route("/health", state.health), Route("/ready", state.ready)],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(config))],
         lifespan=state.lifespan,
     )
     app.state.serve = state

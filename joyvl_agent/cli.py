@@ -184,6 +184,8 @@ def session_options(fn: F) -> F:
         click.option("--loop", "loop_file", is_flag=True, help="Replay a file source forever."),
         click.option("--oracle-fallback", is_flag=True,
                      help="If no model can load, use the oracle (synthetic clips only)."),
+        click.option("--source-option", "source_options", multiple=True, metavar="KEY=VALUE",
+                     help="A source option, e.g. transport=udp or read_timeout=10 (repeat)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -191,11 +193,50 @@ def session_options(fn: F) -> F:
 
 
 def _session_config(state: _State, kw: dict[str, Any], **extra: Any) -> Config:
+    options = {}
+    for item in kw["source_options"]:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--source-option")
+        options[key] = value
+    if options:
+        extra["source__options"] = options
     return state.config(
         model__url=kw["model_url"], model__name=kw["model_name"], model__dialect=kw["dialect"],
         model__persona=kw["persona"], model__system_prompt_file=kw["system_prompt"],
         model__idle_policy=kw["idle_policy"], source__interval_s=kw["interval"], **extra,
     )
+
+
+async def _start_with_signals(session: Any, on_signal: Callable[[], None]) -> None:
+    """Start `session` with Ctrl-C and SIGTERM handled: during start-up they abort it (a
+    clean error), afterwards they call `on_signal`."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    starting = asyncio.current_task()
+    started = False
+
+    def handle() -> None:
+        if started:
+            on_signal()
+        elif starting is not None:
+            starting.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle)
+    try:
+        await session.start()
+    except asyncio.CancelledError:
+        if starting is not None:
+            starting.uncancel()
+        await session.close()
+        raise click.ClickException("interrupted while starting") from None
+    except BaseException:
+        await session.close()
+        raise
+    started = True
 
 
 def _build_session(source: str, config: Config, kw: dict[str, Any]) -> Any:
@@ -281,17 +322,14 @@ def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
     screen[:DISPLAY] or push. With --json, stdout carries only events, one JSON object a line.
     """
     import asyncio
-    import signal
 
     config = _session_config(state, kw)
 
     async def main() -> None:
         session = _build_session(source, config, kw)
-        async with session:
+        await _start_with_signals(session, lambda: session.stop("signal"))
+        try:
             backlog, sub = session.follow(maxsize=100_000)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, session.stop, "signal")
             if kw["task"]:
                 await session.set_task(kw["task"])
 
@@ -322,6 +360,10 @@ def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
             finally:
                 await session.close()
                 await asyncio.wait_for(printer, 5)
+        finally:
+            await session.close()
+        if session.error:
+            raise click.ClickException(f"the source failed: {session.error}")
 
     asyncio.run(main())
 
@@ -344,7 +386,6 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
     source ends.
     """
     import asyncio
-    import signal
 
     import uvicorn
 
@@ -360,17 +401,25 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
 
     async def main() -> None:
         session = _build_session(source, config, kw)
+        server: uvicorn.Server | None = None
+
+        def on_signal() -> None:
+            session.stop("signal")
+            if server is not None:
+                server.should_exit = True
+
+        await _start_with_signals(session, on_signal)
         app = build_app(session, config, task=kw["task"],
                         echo=lambda event: _print_event(event))
         server = uvicorn.Server(uvicorn.Config(app, host=config.server.host,
                                                port=config.server.port, log_level="warning"))
-        loop = asyncio.get_running_loop()
         click.echo(f"serving session {session.session_id} on "
                    f"http://{config.server.host}:{config.server.port}/ (Ctrl-C to stop)",
                    err=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        await server.serve()
+        try:
+            await server.serve()
+        finally:
+            await session.close()
 
     asyncio.run(main())
 

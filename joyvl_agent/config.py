@@ -87,6 +87,11 @@ class SourceConfig(_Section):
     uri: str | None = Field(None, description="Default SOURCE when none is given")
     interval_s: float = Field(1.0, ge=0.1, le=60.0, description="Seconds between ticks")
     frames_per_tick: int = Field(1, ge=1, le=30)
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Source options: transport (tcp|udp|auto), read_timeout, open_timeout, "
+        "fps (image folders), or any FFmpeg option",
+    )
 
 
 class CodecConfig(_Section):

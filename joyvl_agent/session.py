@@ -154,6 +154,7 @@ class Session:
         self._last_thumb_t: float | None = None
         self.ticks = 0
         self._closed = False
+        self._started = False
         self.source_down = False
         self.summary_grace_s = 5.0
         self.error: str | None = None
@@ -174,7 +175,10 @@ class Session:
         await self.close()
 
     async def start(self) -> None:
-        """Open the store, the source and the model; publish `session_started`."""
+        """Open the store, the source and the model; publish `session_started` (once)."""
+        if self._started:
+            return
+        self._started = True
         cfg = self.config
         if self._store is None:
             self._store = Store(cfg.db)
@@ -191,11 +195,21 @@ class Session:
             t_offset = record.last_t + gap
         source_name = self._source_spec if isinstance(self._source_spec, str) else getattr(
             self._source_spec, "name", "source")
-        store.ensure_session(self.session_id, created_wall=_iso(self.clock.wall()),
+        store.ensure_session(self.session_id, created_wall=format_wall(self.clock.wall()),
                              source=source_name)
         self.bus = EventBus(self.session_id, self.clock, persist=store.append,
                             start_seq=start_seq, t_offset=t_offset)
         self.first_seq = start_seq + 1
+        if isinstance(self._source_spec, str):
+            from .stream import open_source
+
+            self.source = open_source(
+                self._source_spec, clock=self.clock, timebase=self.bus.session_time,
+                fast=self.fast, loop=self.loop_file, sample_interval=self.interval,
+                on_event=self._source_event, options=dict(cfg.source.options) or None,
+            )
+        else:
+            self.source = self._source_spec
         if self._backend is None:
             self._backend = resolve_backend(
                 cfg.model, clock=self.clock,
@@ -215,16 +229,6 @@ class Session:
             memory_without_query=cfg.model.memory_without_task,
             timeout_s=cfg.model.timeout_s,
         )
-        if isinstance(self._source_spec, str):
-            from .stream import open_source
-
-            self.source = open_source(
-                self._source_spec, clock=self.clock, timebase=self.bus.session_time,
-                fast=self.fast, loop=self.loop_file, sample_interval=self.interval,
-                on_event=self._source_event,
-            )
-        else:
-            self.source = self._source_spec
         self.sampler = Sampler(frames_per_tick=cfg.source.frames_per_tick,
                                interval=self.interval)
         self.memory = MemoryTiers(
@@ -456,6 +460,7 @@ class Session:
         """Cancel the in-flight tick and summaries; clear the chunk, task and questions; keep
         the recorded history and the memory already written."""
         self.memory.cancel_pending()
+        await self.model.clear_task()  # a `task_ended` (cleared) event for followers
         if self._tick_task is not None and not self._tick_task.done():
             await cancel_and_wait(self._tick_task)
             self.model.reset()
@@ -465,6 +470,8 @@ class Session:
         self.model.builder.set_memory(self.memory.blocks())
 
     def set_interval(self, seconds: float) -> None:
+        """Change the tick interval (file sources keep the frame spacing they opened with, so
+        a much shorter interval ticks on every frame instead)."""
         if not 0.1 <= seconds <= 60:
             raise ValueError(f"interval must be 0.1-60 seconds, got {seconds}")
         self.interval = seconds
@@ -549,7 +556,13 @@ class Session:
         running: set[asyncio.Task[Any]] = set()
         try:
             async for event in sub:
-                if where is not None and not where(event):
+                try:
+                    if where is not None and not where(event):
+                        continue
+                except Exception as exc:
+                    await self._report("handler", "filter_failed", RuntimeError(
+                        f"the `where` filter of {name} failed on event {event.seq}: "
+                        f"{exc.__class__.__name__}: {exc}"))
                     continue
                 if pattern is not None and not pattern.search(getattr(event, "text", "") or ""):
                     continue
@@ -562,6 +575,7 @@ class Session:
                 running.add(task)
                 task.add_done_callback(running.discard)
         finally:
+            sub.close()
             for task in list(running):
                 await cancel_and_wait(task)
 
@@ -610,5 +624,4 @@ def _new_session_id() -> str:
     return "s-" + uuid.uuid4().hex[:12]
 
 
-def _iso(dt: datetime) -> str:
-    return format_wall(dt)
+

@@ -99,3 +99,38 @@ def test_serve_refuses_a_public_bind_without_a_token(clip):
     out = subprocess.run([JOYVL, "serve", str(clip), "--model", "oracle", "--host", "0.0.0.0"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "without a token" in out.stderr
+
+
+def test_app_refuses_foreign_host_headers(tmp_path, clip):
+    """DNS-rebinding protection: only loopback names and --allowed-host pass."""
+    from starlette.testclient import TestClient
+
+    from joyvl_agent import load_config
+    from joyvl_agent.app import build_app
+    from joyvl_agent.session import Session
+
+    config = load_config(overrides={"db": str(tmp_path / "h.db"), "model": {"name": "oracle"},
+                                    "server": {"allowed_hosts": ["cam.lan"]}})
+    session = Session(config, source=str(clip), fast=True)
+    with TestClient(build_app(session, config), base_url="http://127.0.0.1") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health", headers={"host": "evil.example"}).status_code == 400
+        assert client.get("/health", headers={"host": "cam.lan:8765"}).status_code == 200
+
+
+def test_run_reports_a_broken_source_and_exits_1(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x01not a video" * 100)
+    out = subprocess.run([JOYVL, "--db", str(tmp_path / "b.db"), "run", str(bad),
+                          "--model-url", "http://127.0.0.1:9/v1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "bad.mp4" in out.stderr
+
+
+def test_serve_with_a_missing_source_is_one_clean_error(tmp_path):
+    out = subprocess.run([JOYVL, "--db", str(tmp_path / "m.db"), "serve",
+                          str(tmp_path / "nope.mp4"), "--model-url", "http://127.0.0.1:9/v1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "nope.mp4" in out.stderr
+    assert "serving session" not in out.stderr

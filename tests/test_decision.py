@@ -270,10 +270,15 @@ def test_clean_user_text(text: str, expected: str) -> None:
 LEAK = re.compile(
     r"<\||\|>"  # chat-template token halves
     r"|<[/!?]?\s*[^\W\d][^<>]*>"  # any markup-looking tag
-    r"|<\s*/?\s*(?:silence|response|delegation|delegate)\s*/?\s*>"  # decision tokens
+    r"|<\s*/?\s*(?:silence|response|delegation|delegate)\b"  # decision tokens, even unclosed
     r"|[\[(]\s*/?\s*(?:silence|silent|response|speak|delegation|delegate)\s*[\])]",
     re.IGNORECASE,
 )
+def test_half_written_tokens_mid_reply_are_removed():
+    assert parse_decision("</response> Hello </silence world").text == "Hello world"
+    assert parse_decision("</response> A </response cup").text == "A cup"
+
+
 KNOWN = ("</silence>", "</response>", "</delegation>", "<delegation>", "<silence>",
          "<response>", "<delegate>", "</delegate>", "<|im_end|>", "<|im_start|>",
          "<|endoftext|>", "<think>", "</think>", "<|background_call|>")

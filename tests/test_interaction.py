@@ -195,3 +195,21 @@ async def test_reset_answers_pending_questions_and_clears_state():
     model.reset()
     assert fut.done() and fut.result().action == "none"
     assert model.task is None and model.builder.turns == []
+
+
+async def test_concurrent_asks_keep_their_own_questions():
+    clock, bus, sub, backend, model = setup()
+    first = asyncio.create_task(model.ask("first?", timeout=2))
+    second = asyncio.create_task(model.ask("second?", timeout=50))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    answer = await asyncio.wait_for(_advance_until(clock, first), 10)
+    assert answer.action == "none" and answer.question_id == "q1"
+    assert [q.text for q in model._questions] == ["second?"]
+    second.cancel()
+
+
+async def _advance_until(clock, task):
+    while not task.done():
+        await clock.advance_and_settle(1.0)
+    return task.result()

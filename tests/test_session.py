@@ -225,3 +225,17 @@ async def test_sessions_share_one_backend(tmp_path):
         assert a.status().ticks >= 5 and b.status().ticks >= 5
     texts = [r.messages[1].text for r in backend.requests]
     assert any("watch a" in t for t in texts) and any("watch b" in t for t in texts)
+
+
+async def test_failing_where_filter_is_reported_and_reset_ends_the_task(tmp_path):
+    clock = VirtualClock(auto=True)
+    backend = ScriptedBackend(clock=clock, default="</response> hi")
+    async with session(tmp_path, backend, duration=4, clock=clock) as s:
+        s.on("speech", print, where=lambda e: e.missing_field)
+        await s.set_task("watch")
+        await asyncio.wait_for(s.run(), 30)
+        await s.reset()
+        errors = s._store.events(s.session_id, kinds="error")
+        ended = s._store.events(s.session_id, kinds="task_ended")
+    assert errors and errors[0].category == "filter_failed" and "missing_field" in errors[0].message
+    assert [e.state for e in ended] == ["cleared"]

@@ -32,7 +32,7 @@ def test_newer_schema_is_refused_with_a_clear_message(db_path):
     conn = sqlite3.connect(db_path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer than this joyvl-agent"):
+    with pytest.raises(MemoryStoreError, match="newer than this joyvl-agent"):
         Store(db_path)
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
+from ..errors import MemoryStoreError
+
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
 
@@ -61,7 +63,23 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["frames"].create_index(["session_id", "frame_t"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2_recall(db: sqlite_utils.Database) -> None:
+    """Recall: an embedding cache, an index over the text-bearing events."""
+    db.execute(
+        "CREATE TABLE embeddings ("
+        " session_id TEXT NOT NULL, seq INTEGER NOT NULL, model TEXT NOT NULL,"
+        " dim INTEGER NOT NULL, vector BLOB NOT NULL,"
+        " PRIMARY KEY (session_id, seq, model))"
+    )
+    # An event's embeddings go with it, whoever deletes it (retention, forget).
+    db.execute(
+        "CREATE TRIGGER events_embeddings_ad AFTER DELETE ON events BEGIN"
+        " DELETE FROM embeddings WHERE session_id = old.session_id AND seq = old.seq; END"
+    )
+    db.execute("CREATE INDEX idx_events_text_t ON events (session_id, t) WHERE text IS NOT NULL")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2_recall]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -69,9 +87,10 @@ def migrate(db: sqlite_utils.Database) -> int:
     """Bring `db` up to `SCHEMA_VERSION`; returns the version it was at before."""
     before = db.execute("PRAGMA user_version").fetchone()[0]
     if before > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise MemoryStoreError(
             f"database schema version {before} is newer than this joyvl-agent "
-            f"({SCHEMA_VERSION}); upgrade joyvl-agent"
+            f"({SCHEMA_VERSION})",
+            hint="upgrade joyvl-agent, or use another --db",
         )
     for version in range(before, SCHEMA_VERSION):
         with db.conn:

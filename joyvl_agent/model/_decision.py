@@ -122,8 +122,9 @@ _STRIP = re.compile(
     r"|<(?:\|[^|<>\s]*|[/!?]?[^\W\d][^\s<>]*|\s*/?)\s*\Z"
     # stray halves of chat-template tokens
     r"|<\||\|>"
-    # decision tokens in every form, then any other markup-looking tag
-    r"|<\s*/?\s*(?:silence|silent|response|speak|reply|delegation|delegate)\s*/?\s*>"
+    # decision tokens in every form, also half-written ones missing their `>`
+    r"|<\s*/?\s*(?:silence|silent|response|speak|reply|delegation|delegate)\b\s*/?\s*>?"
+    # then any other markup-looking tag
     r"|<[/!?]?\s*[^\W\d][^<>]*>"
     # prompt time markers such as <12.0 seconds> or <3 s ~ 5 s>
     r"|<\s*\d+(?:\.\d+)?\s*(?:s|secs?|seconds?)?"

@@ -225,6 +225,9 @@ class InteractionModel:
 
     async def submit_question(self, question: str) -> asyncio.Future[Answer]:
         """Queue a question for the next tick; the future resolves with its `Answer`."""
+        return (await self._submit(question)).future
+
+    async def _submit(self, question: str) -> _Question:
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
@@ -235,21 +238,20 @@ class InteractionModel:
         self._questions.append(q)
         self._sync_active_query()
         await self.bus.publish(QuestionAskedEvent(question=question, question_id=qid))
-        return fut
+        return q
 
     async def ask(self, question: str, *, timeout: float = 20.0) -> Answer:
         """Ask and wait (session-clock seconds) for the answer; `action="none"` on timeout."""
-        fut = await self.submit_question(question)
-        qid = self._questions[-1].question_id
+        q = await self._submit(question)
         sleeper = asyncio.ensure_future(self.clock.sleep(timeout))
         try:
-            await asyncio.wait({fut, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({q.future, sleeper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
-        if fut.done():
-            return fut.result()
-        self._drop_question(qid)
-        return Answer(action="none", question_id=qid)
+        if q.future.done():
+            return q.future.result()
+        self._drop_question(q.question_id)
+        return Answer(action="none", question_id=q.question_id)
 
     def _drop_question(self, qid: str) -> None:
         for q in list(self._questions):

@@ -29,7 +29,6 @@ test: venv system-deps
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check . || true
 
 docs: venv
 	$(PY) docs/generate.py

@@ -115,11 +115,15 @@ def check_ffmpeg() -> Check:
 
 
 def check_gpu() -> Check:
+    from .model._resolve import cuda_available
+
     smi = shutil.which("nvidia-smi")
     if smi:
         out = _run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader"])
         if out:
             return Check(name="gpu", status="ok", detail="NVIDIA GPU: " + out.replace("\n", "; "))
+    if cuda_available():
+        return Check(name="gpu", status="ok", detail="an NVIDIA device is present")
     return Check(
         name="gpu", status="warn", detail="no NVIDIA GPU found",
         fix="the in-process vLLM backend needs a CUDA GPU; serve the model elsewhere and pass "
@@ -136,15 +140,25 @@ def check_vllm() -> Check:
     return Check(name="vllm", status="ok", detail=f"vllm {version} installed")
 
 
-def check_local_backend() -> Check:
+def check_local_backend(config: Config) -> Check:
+    from .model._resolve import DEFAULT_LOCAL_MODEL, _locally_available
+
     torch_v, tf_v = _dist_version("torch"), _dist_version("transformers")
-    if torch_v and tf_v:
-        return Check(name="local-backend", status="ok",
-                     detail=f"transformers {tf_v}, torch {torch_v}")
-    missing = [n for n, v in (("torch", torch_v), ("transformers", tf_v)) if v is None]
-    return Check(name="local-backend", status="warn",
-                 detail=f"local transformers backend unavailable ({', '.join(missing)} missing)",
-                 fix="pip install 'joyvl-agent[local]' torch==2.13.0")
+    if not (torch_v and tf_v):
+        missing = [n for n, v in (("torch", torch_v), ("transformers", tf_v)) if v is None]
+        return Check(name="local-backend", status="warn",
+                     detail=f"local transformers backend unavailable ({', '.join(missing)} "
+                            "missing)",
+                     fix="pip install 'joyvl-agent[local]' torch==2.13.0")
+    model = config.model.name or DEFAULT_LOCAL_MODEL
+    if model != "oracle" and not _locally_available(model):
+        return Check(name="local-backend", status="warn",
+                     detail=f"transformers {tf_v}, torch {torch_v}; but {model} is not on disk "
+                            "(nothing is downloaded at run time)",
+                     fix="pass --model with a local model folder, or download the model into "
+                         "the Hugging Face cache first")
+    return Check(name="local-backend", status="ok",
+                 detail=f"transformers {tf_v}, torch {torch_v}; model {model} on disk")
 
 
 def check_model_endpoint(config: Config) -> Check:
@@ -274,7 +288,7 @@ def run_checks(config: Config) -> list[Check]:
         check_ffmpeg,
         check_gpu,
         check_vllm,
-        check_local_backend,
+        lambda: check_local_backend(config),
         lambda: check_model_endpoint(config),
         lambda: check_system_prompt(config),
         check_asr,

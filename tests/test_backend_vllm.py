@@ -124,3 +124,12 @@ def test_images_decode_from_the_cached_jpeg(tokenizer):
     prompt = build_engine_prompt(request(), tokenizer)
     for img in prompt["multi_modal_data"]["image"]:
         assert isinstance(img, Image.Image) and img.size == (64, 48)
+
+
+async def test_warmup_starts_the_engine_off_the_loop_and_sends_a_tiny_request(tokenizer):
+    engine = FakeEngine("</silence>")
+    backend = VLLMBackend("tiny", engine=engine, tokenizer=tokenizer,
+                          sampling_factory=lambda s: s.model_dump())
+    await backend.warmup()
+    prompt, params, _ = engine.calls[0]
+    assert params["max_tokens"] == 2 and len(prompt["multi_modal_data"]["image"]) == 1

@@ -170,6 +170,10 @@ class LocalTransformersBackend:
         """Whether the model is in memory."""
         return self._loaded is not None
 
+    async def warmup(self) -> None:
+        """Load the model before the first tick (the session calls this at start-up)."""
+        await self.load()
+
     async def load(self) -> None:
         """Load the model now (otherwise the first `generate` does it).
 

@@ -10,6 +10,7 @@ tokenizer); running it needs a GPU with vllm installed. See README "Serving the 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 import logging
@@ -21,10 +22,12 @@ from PIL import Image
 
 from ...errors import ModelError
 from .._types import (
+    ChatMessage,
     EncodedImage,
     ModelReply,
     ModelRequest,
     SamplingParams,
+    TextPart,
     chat_template_messages,
 )
 
@@ -57,6 +60,12 @@ def build_engine_prompt(
     if images:
         prompt["multi_modal_data"] = {"image": images}
     return prompt
+
+
+def _tiny_jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(buf, "JPEG")
+    return buf.getvalue()
 
 
 def _decode(image: EncodedImage) -> Image.Image:
@@ -134,8 +143,20 @@ class VLLMBackend:
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.model)
 
+    async def warmup(self) -> ModelReply:
+        """Start the engine off the event loop, then send one tiny request (2 tokens) so
+        compilation and CUDA-graph capture are not paid by the first tick."""
+        await asyncio.to_thread(self.start)
+        image = EncodedImage(jpeg=_tiny_jpeg(), width=32, height=32)
+        request = ModelRequest(
+            messages=[ChatMessage("user", [TextPart("<0.0 seconds>"), image])],
+            sampling=SamplingParams(max_tokens=2, temperature=0.0),
+        )
+        return await self.generate(request)
+
     async def generate(self, request: ModelRequest) -> ModelReply:
-        self.start()
+        if self._engine is None:
+            await asyncio.to_thread(self.start)
         assert self._engine is not None and self._tokenizer is not None
         prompt = build_engine_prompt(request, self._tokenizer)
         params = self._sampling_factory(request.sampling)

@@ -424,6 +424,15 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
     asyncio.run(main())
 
 
+def _register_wings() -> None:
+    from ._cli_memory import memory
+
+    cli.add_command(memory)
+
+
+_register_wings()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="joyvl")

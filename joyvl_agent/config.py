@@ -116,6 +116,9 @@ class MemoryConfig(_Section):
     summarizer_model: str | None = Field(None, description="Its served model name")
     compress_every: int = Field(5, ge=2, le=100, description="Mid-term summaries per long one")
     long_term_tokens: int = Field(2000, ge=100, description="Budget of all long-term text")
+    semantic: bool = Field(
+        False, description="Also rank recall by meaning (needs the `embed` extra)"
+    )
     retention_hours: float | None = Field(None, gt=0, description="Drop recordings older")
     max_db_mb: float | None = Field(None, gt=0, description="Cap on database size")
 

@@ -40,7 +40,16 @@ from .events import (
     check_session_id,
     validate_kinds,
 )
-from .memory import MemoryTiers, Store, Summarizer
+from .memory import (
+    Embedder,
+    MemoryTiers,
+    MiniLMEmbedder,
+    RecallHit,
+    Store,
+    Summarizer,
+    apply_retention,
+    recall,
+)
 from .model import (
     Answer,
     EncodedImage,
@@ -157,6 +166,8 @@ class Session:
         self._started = False
         self.source_down = False
         self.summary_grace_s = 5.0
+        self.retention_every_s = 600.0
+        self._embedder: Embedder | None = None
         self.error: str | None = None
         """Why the session ended in error (a source that failed for good), if it did."""
         self._summarizer_backend: ModelBackend | None = None
@@ -272,6 +283,9 @@ class Session:
         if self.state == "starting":
             await self.start()
         self._supervisor.spawn(self._read_source(), "source")
+        mem = self.config.memory
+        if mem.retention_hours or mem.max_db_mb:
+            self._supervisor.spawn(self._retention_loop(), "retention")
         self._tick_task = self._supervisor.spawn(self._tick_loop(), "ticks")
         await self._stop.wait()  # set by stop(), or by the tick loop when the source ends
         self.state = "stopped"
@@ -412,6 +426,45 @@ class Session:
             log.error("%s failed (%s) and the error could not be recorded", stage, exc)
 
     # -- the API --------------------------------------------------------------------------
+
+    async def recall(
+        self,
+        query: str,
+        *,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        kinds: str | Iterable[str] | None = None,
+        limit: int = 10,
+    ) -> list[RecallHit]:
+        """Search this session's memory by words (and meaning, with `[memory] semantic`).
+
+        `since`/`until` are session seconds or phrases such as "5 minutes ago", "in the last
+        2 minutes" or "at the start", resolved against the session clock.
+        """
+        assert self._store is not None
+        store, now = self._store, self.bus.session_time()
+        if self.config.memory.semantic and self._embedder is None:
+            self._embedder = MiniLMEmbedder()
+        async with self.clock.hold():
+            return await asyncio.to_thread(
+                recall, store, query, session_id=self.session_id, since=since, until=until,
+                kinds=kinds, limit=limit, now=now, embedder=self._embedder)
+
+    async def _retention_loop(self) -> None:
+        """Apply `[memory]` retention now and then (without VACUUM while live)."""
+        mem = self.config.memory
+        max_age = mem.retention_hours * 3600 if mem.retention_hours else None
+        max_bytes = int(mem.max_db_mb * 1e6) if mem.max_db_mb else None
+        assert self._store is not None
+        while True:
+            try:
+                async with self.clock.hold():
+                    await asyncio.to_thread(apply_retention, self._store, max_age_s=max_age,
+                                            max_bytes=max_bytes, vacuum=False,
+                                            clock=self.clock)
+            except JoyVLError as exc:
+                await self._report("memory", "retention", exc)
+            await self.clock.sleep(self.retention_every_s)
 
     def follow(self, kinds: str | Iterable[str] | None = None, *, maxsize: int = 10_000
                ) -> tuple[list[BaseEvent], Any]:

@@ -337,6 +337,26 @@ class Store:
             for table in ("events", "frames", "sessions"):
                 self.db.execute(f"DELETE FROM {table} WHERE session_id = ?", [session_id])
 
+    def frame(self, frame_id: int) -> FrameRecord | None:
+        """One stored thumbnail by id, or None."""
+        with self._lock, sqlite_errors(f"reading frame {frame_id}"):
+            row = self.db.execute(
+                "SELECT id, session_id, frame_t, wall, width, height, jpeg FROM frames"
+                " WHERE id = ?",
+                [frame_id],
+            ).fetchone()
+        return FrameRecord(*row) if row else None
+
+    @contextlib.contextmanager
+    def connection(self, action: str) -> Iterator[sqlite3.Connection]:
+        """The raw connection, held under the store's lock, with sqlite errors translated.
+
+        For memory modules that run their own SQL (recall, retention); `action` names the
+        work in error messages. Wrap writes in `with conn:` to commit them.
+        """
+        with self._lock, sqlite_errors(action):
+            yield self.db.conn
+
     def integrity_check(self) -> str:
         """SQLite's own integrity report ("ok" when sound)."""
         with self._lock, sqlite_errors("checking integrity"):

@@ -89,9 +89,11 @@ class Summarizer:
 
     async def summarize(self, turns: Sequence[Turn]) -> str:
         """One paragraph about `turns` (frames after their time markers, then what was said)."""
-        step = max(1, len(turns) // self.max_images) if turns else 1
+        turns = list(turns)
+        k = min(self.max_images, len(turns))
+        picks = sorted({round(i * (len(turns) - 1) / max(1, k - 1)) for i in range(k)})
         parts: list[TextPart | EncodedImage] = []
-        for turn in list(turns)[::step][: self.max_images]:
+        for turn in (turns[i] for i in picks):  # spread over the chunk, first and last included
             parts.append(TextPart(time_marker(turn.t)))
             parts.extend(turn.images[:1])
         said = [f"{time_marker(t.t)} {clean_user_text(t.reply or '')}" for t in turns

@@ -1,0 +1,80 @@
+"""A long session over card clips with facts shown once: memory keeps them, recall finds them
+by text and by time, and a later question's prompt carries the relevant summary."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from joyvl_agent import VirtualClock, load_config
+from joyvl_agent.memory import Summarizer
+from joyvl_agent.model.backends.oracle import OracleBackend
+from joyvl_agent.session import Session
+from joyvl_agent.synth import GroundTruth, TruthEvent, render_frames
+
+from .fakes.backends import ScriptedBackend
+from .fakes.sources import CyclingSource
+
+pytestmark = pytest.mark.anyio
+
+CARDS = 5
+QUIET_S = 300  # after the cards: five minutes of nothing
+
+
+def card_stream() -> tuple[list[np.ndarray], GroundTruth]:
+    frames: list[np.ndarray] = []
+    events: list[TruthEvent] = []
+    for k in range(CARDS):
+        clip, truth = render_frames("card", seed=k + 1, size=(160, 96), fps=1)
+        offset = len(frames)
+        frames.extend(clip)
+        events += [e.model_copy(update={"t": e.t + offset}) for e in truth.events]
+    frames.extend([frames[0]] * QUIET_S)  # the empty table again, for five minutes
+    truth = GroundTruth(kind="card", seed=0, duration=float(len(frames)), fps=1,
+                        size=(160, 96), events=events)
+    return frames, truth
+
+
+async def test_facts_shown_once_are_recalled_by_text_and_time_and_reach_a_later_prompt(tmp_path):
+    frames, truth = card_stream()
+    shown = [e for e in truth.events if e.type == "card_shown"]
+    clock = VirtualClock(auto=True)
+    source = CyclingSource(frames, clock=clock, fps=1, duration=len(frames), live=False)
+    model = ScriptedBackend(default="</silence>")  # the model itself never names the cards
+    config = load_config(overrides={
+        "db": str(tmp_path / "cards.db"),
+        "model": {"chunk_turns": 30, "carry_turns": 3},
+        "memory": {"compress_every": 3, "thumbnail_interval_s": 5}})
+    session = Session(config, source=source, backend=model, clock=clock)
+    answers = []
+    async with session:
+        session.memory.summarizer = Summarizer(OracleBackend(truth))  # reads the cards
+        await session.set_task("Keep an eye on the table")
+
+        async def ask_late() -> None:
+            await clock.sleep_until(len(frames) - 20)
+            answers.append(await session.ask("What did the first card show?", timeout=5))
+
+        asker = asyncio.create_task(ask_late())
+        await asyncio.wait_for(session.run(), 120)
+        await asker
+        recalled = {e.text: await session.recall(e.text) for e in shown}
+        early = await session.recall(shown[0].text, since=shown[0].t - 20,
+                                     until=shown[0].t + 20)
+        too_late = await session.recall(shown[0].text, since="in the last 2 minutes")
+        summaries = session._store.events(session.session_id, kinds="summary_committed")
+
+    assert len(summaries) >= 10 and any(s.tier == "long" for s in summaries)
+    for card in shown:  # by text: each fact is found, in a summary covering its time
+        hits = recalled[card.text]
+        assert hits, f"card {card.text} was forgotten"
+        assert hits[0].kind == "summary_committed"
+        assert any(h.start_t <= card.t <= h.end_t for h in hits)
+    assert early and early[0].start_t <= shown[0].t <= early[0].end_t  # by time
+    assert all(h.end_t >= len(frames) - 120 for h in too_late)
+    asked = [r for r in model.requests if "What did the first card show?" in
+             " ".join(m.text for m in r.messages)]
+    assert asked, "the question never reached the model"
+    prompt = " ".join(m.text for m in asked[0].messages)
+    assert f"The card shows {shown[0].text}" in prompt  # the summary is in the prompt
+    assert answers and answers[0].action == "none"  # the scripted model stays silent

@@ -142,7 +142,9 @@ class Session:
         if spec is None:
             raise ConfigError("no SOURCE given", hint="pass a file, URL, device or `push`")
         self._source_spec = spec
-        self.clock: Clock = clock or (VirtualClock(auto=True) if fast else WallClock())
+        if clock is None:  # a fast run is virtual time that starts now on the wall
+            clock = VirtualClock(auto=True, start_wall=WallClock().wall()) if fast else WallClock()
+        self.clock: Clock = clock
         self.fast = fast
         self.loop_file = loop
         self.session_id = check_session_id(session_id) if session_id else _new_session_id()

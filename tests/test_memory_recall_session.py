@@ -78,3 +78,20 @@ async def test_facts_shown_once_are_recalled_by_text_and_time_and_reach_a_later_
     prompt = " ".join(m.text for m in asked[0].messages)
     assert f"The card shows {shown[0].text}" in prompt  # the summary is in the prompt
     assert answers and answers[0].action == "none"  # the scripted model stays silent
+
+
+async def test_session_applies_retention_while_it_runs(tmp_path):
+    clock = VirtualClock(auto=True)
+    frames = [np.zeros((48, 64, 3), np.uint8)]
+    source = CyclingSource(frames, clock=clock, fps=2, duration=120, live=False)
+    config = load_config(overrides={"db": str(tmp_path / "r.db"),
+                                    "memory": {"retention_hours": 30 / 3600}})
+    session = Session(config, source=source, backend=ScriptedBackend(), clock=clock)
+    session.retention_every_s = 10
+    async with session:
+        await session.set_task("watch")
+        await asyncio.wait_for(session.run(), 60)
+        first, last = session._store.event_bounds(session.session_id)
+        oldest = session._store.events(session.session_id, limit=1)[0]
+    assert first > 1 and last > first
+    assert oldest.t >= 120 - 30 - 10 - 1  # nothing older than the 30 s window (+ one period)

@@ -95,3 +95,54 @@ async def test_session_applies_retention_while_it_runs(tmp_path):
         oldest = session._store.events(session.session_id, limit=1)[0]
     assert first > 1 and last > first
     assert oldest.t >= 120 - 30 - 10 - 1  # nothing older than the 30 s window (+ one period)
+
+
+def test_memory_survives_sigkill_and_a_restart(tmp_path):
+    """A `joyvl run` killed with SIGKILL mid-stream: restarting the same session id brings
+    back its summaries, and recall still finds what it saw."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from joyvl_agent.synth import generate
+
+    clip = tmp_path / "card.mp4"
+    generate("card", clip, seed=1, size=(160, 96))
+    db = tmp_path / "crash.db"
+    env = {**os.environ, "JOYVL_MODEL__CHUNK_TURNS": "8", "JOYVL_MODEL__CARRY_TURNS": "1"}
+    joyvl = str(Path(sys.executable).with_name("joyvl"))
+    proc = subprocess.Popen([joyvl, "--db", str(db), "run", str(clip), "--model", "oracle",
+                             "--fast", "--loop", "--session", "cam", "--task", "watch"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            if not db.exists():
+                continue
+            with sqlite3.connect(db) as conn:
+                n = conn.execute("SELECT count(*) FROM events WHERE kind = 'summary_committed'"
+                                 ).fetchone()[0]
+            if n >= 4:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    assert n >= 4, "no summaries before the kill"
+
+    async def restart() -> tuple[list, list]:
+        clock = VirtualClock(auto=True)
+        source = CyclingSource([np.zeros((96, 160, 3), np.uint8)], clock=clock, fps=1,
+                               duration=3, live=False)
+        config = load_config(overrides={"db": str(db)})
+        async with Session(config, source=source, backend=ScriptedBackend(), clock=clock,
+                           session_id="cam") as s:
+            return s.memory.blocks(), await s.recall("77")
+
+    blocks, hits = asyncio.run(restart())
+    assert blocks and any("77" in b.text for b in blocks)
+    assert hits and hits[0].session_id == "cam"

@@ -32,9 +32,11 @@ __all__ = [
     "McpConfig",
     "MemoryConfig",
     "ModelConfig",
+    "RouteConfig",
     "ServerConfig",
     "SourceConfig",
     "SpeechConfig",
+    "TargetConfig",
     "TokenConfig",
     "UiConfig",
     "config_file_path",
@@ -123,13 +125,42 @@ class MemoryConfig(_Section):
     max_db_mb: float | None = Field(None, gt=0, description="Cap on database size")
 
 
+class RouteConfig(_Section):
+    match: str = Field(min_length=1, description="Regex over the question (case-insensitive)")
+    target: str
+
+
+class TargetConfig(_Section):
+    """A delegation target built from the config file."""
+
+    name: str
+    kind: Literal["openai", "webhook", "mcp", "mcp_worker"]
+    url: str | None = Field(None, description="openai/webhook/mcp (streamable HTTP) URL")
+    model: str | None = None
+    api_key: SecretStr | None = None
+    command: str | None = Field(None, description="mcp over stdio: the server command")
+    args: list[str] = Field(default_factory=list)
+    tool: str | None = Field(None, description="mcp: one tool (None: all of the server's)")
+    description: str | None = None
+    side_effects: bool = False
+    speak_result: bool = False
+    timeout_s: float = Field(120.0, gt=0)
+
+
 class DelegationConfig(_Section):
     """Background tasks handed off by the model."""
 
     default_target: str | None = None
     allow: list[str] = Field(default_factory=list, description="Allowed targets (empty: all)")
+    allow_side_effects: list[str] = Field(
+        default_factory=list, description="Targets with side effects explicitly enabled"
+    )
+    routes: list[RouteConfig] = Field(default_factory=list)
+    llm_router: bool = Field(False, description="Let the model pick a target by description")
+    targets: list[TargetConfig] = Field(default_factory=list)
     timeout_s: float = Field(120.0, gt=0)
     max_concurrency: int = Field(2, ge=1, le=64)
+    digest_chars: int = Field(600, ge=50, le=5000, description="Folded-back digest length")
 
 
 class TokenConfig(_Section):

@@ -169,6 +169,8 @@ class DelegationEvent(BaseEvent):
     target: str | None = None
     result: str | None = None
     error: str | None = None
+    frame_t: float | None = None
+    frame_times: list[float] | None = None
     text_fields: ClassVar[tuple[str, ...]] = ("question", "result")
 
 

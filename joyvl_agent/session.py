@@ -19,7 +19,8 @@ import inspect
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -28,6 +29,8 @@ from pydantic import BaseModel
 from ._supervisor import TaskSupervisor, cancel_and_wait
 from .clock import Clock, VirtualClock, WallClock, format_wall
 from .config import Config, load_config
+from .delegation import DelegationBridge, LLMRouter, Route, TaskHandle
+from .delegation_types import DelegationFrame, DelegationTarget
 from .errors import ConfigError, JoyVLError
 from .events import (
     BaseEvent,
@@ -123,6 +126,7 @@ class Session:
         session_id: Resume this session (seq and time continue) or start it with this id.
         fast: Play files as fast as the model allows (virtual time).
         loop: Replay a file source forever.
+        targets: Delegation targets (the allowlist in `[delegation]` still applies).
     """
 
     def __init__(
@@ -136,8 +140,13 @@ class Session:
         session_id: str | None = None,
         fast: bool = False,
         loop: bool = False,
+        targets: Mapping[str, DelegationTarget] | Sequence[DelegationTarget] | None = None,
     ) -> None:
         self.config = config or load_config()
+        if isinstance(targets, Mapping):
+            self._targets = dict(targets)
+        else:
+            self._targets = {t.name: t for t in (targets or ())}
         spec = source if source is not None else self.config.source.uri
         if spec is None:
             raise ConfigError("no SOURCE given", hint="pass a file, URL, device or `push`")
@@ -169,6 +178,8 @@ class Session:
         self.source_down = False
         self.summary_grace_s = 5.0
         self.retention_every_s = 600.0
+        self._recent_images: deque[EncodedImage] = deque(maxlen=8)
+        self._speech: deque[str] = deque(maxlen=5)
         self._embedder: Embedder | None = None
         self.error: str | None = None
         """Why the session ended in error (a source that failed for good), if it did."""
@@ -251,6 +262,17 @@ class Session:
             long_term_tokens=cfg.memory.long_term_tokens,
         )
         self.model.builder.on_rollover = self.memory.chunk_closed
+        dcfg = cfg.delegation
+        self.delegation = DelegationBridge(
+            self.bus, self._supervisor, targets=self._targets, allow=dcfg.allow or None,
+            allow_side_effects=dcfg.allow_side_effects, default_target=dcfg.default_target,
+            routes=[Route(match=r.match, target=r.target) for r in dcfg.routes],
+            router=LLMRouter(backend) if dcfg.llm_router else None,
+            max_concurrency=dcfg.max_concurrency, timeout_s=dcfg.timeout_s,
+            digest_chars=dcfg.digest_chars, fold_back=self.model.fold_back,
+        )
+        self.model.on_delegate = self._on_delegate
+        self._speech_sub = self.bus.subscribe("speech", maxsize=64)
         if resumed:
             self.memory.restore([e for e in store.events(self.session_id,
                                                          kinds="summary_committed")
@@ -274,6 +296,33 @@ class Session:
                                                      model=mem.summarizer_model)
             backend = self._summarizer_backend
         return Summarizer(backend, language=mem.language)
+
+    def _recent_speech(self) -> list[str]:
+        while (event := self._speech_sub.get_nowait()) is not None:
+            self._speech.append(getattr(event, "text", ""))
+        return list(self._speech)
+
+    def _delegation_frames(self) -> list[DelegationFrame]:
+        return [DelegationFrame(jpeg=i.jpeg, t=i.frame_t or 0.0, width=i.width, height=i.height)
+                for i in self._recent_images]
+
+    async def _on_delegate(self, decision: Any, frame_t: float) -> str | None:
+        try:
+            handle = await self.delegate(decision.question, note=decision.text)
+        except (JoyVLError, ValueError) as exc:
+            await self._report("delegation", "delegation_failed", exc)
+            return None
+        return handle.id
+
+    async def delegate(self, question: str, *, note: str | None = None,
+                       target: str | None = None) -> TaskHandle:
+        """Hand `question` to a background target with the recent frames; the answer folds
+        back into the model's next tick."""
+        task = self.model.task.text if self.model.task else None
+        frame_t = self._recent_images[-1].frame_t if self._recent_images else None
+        return await self.delegation.delegate(
+            question, note=note, target=target, frame_t=frame_t,
+            frames=self._delegation_frames(), task=task, recent_speech=self._recent_speech())
 
     async def _source_event(self, event: BaseEvent) -> None:
         if event.kind in ("source_lost", "source_restored"):
@@ -305,6 +354,9 @@ class Session:
         self._stop.set()
         for handler in list(self._handlers):
             handler.cancel()
+        delegation = getattr(self, "delegation", None)
+        if delegation is not None:
+            await delegation.cancel_all()
         memory = getattr(self, "memory", None)
         if memory is not None and memory.pending:  # let summaries in flight finish, briefly
             await asyncio.wait(set(memory._tasks), timeout=self.summary_grace_s)
@@ -383,6 +435,7 @@ class Session:
         self.ticks += 1
         try:
             images = await self._encode(frames)
+            self._recent_images.extend(images)
             await self.model.tick(images, frames[0].t)
         except asyncio.CancelledError:
             raise
@@ -512,9 +565,10 @@ class Session:
             self._resume.set()
 
     async def reset(self) -> None:
-        """Cancel the in-flight tick and summaries; clear the chunk, task and questions; keep
-        the recorded history and the memory already written."""
+        """Cancel the in-flight tick, summaries and delegations; clear the chunk, task and
+        questions; keep the recorded history and the memory already written."""
         self.memory.cancel_pending()
+        await self.delegation.cancel_all()
         await self.model.clear_task()  # a `task_ended` (cleared) event for followers
         if self._tick_task is not None and not self._tick_task.done():
             await cancel_and_wait(self._tick_task)

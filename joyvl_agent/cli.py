@@ -239,7 +239,64 @@ async def _start_with_signals(session: Any, on_signal: Callable[[], None]) -> No
     started = True
 
 
-def _build_session(source: str, config: Config, kw: dict[str, Any]) -> Any:
+async def _delegation_targets(config: Config) -> Any:
+    """The delegation targets of a session: plugins (entry points), `@delegation_tool`
+    functions registered on import, and `[[delegation.targets]]` from the config."""
+    from .errors import ConfigError
+    from .tools import (
+        McpWorkerTarget,
+        mcp_tool,
+        mcp_tools,
+        openai_model,
+        registry,
+        webhook,
+    )
+
+    registry.load_entry_points()
+    for t in config.delegation.targets:
+        key = t.api_key.get_secret_value() if t.api_key else None
+        extra: dict[str, Any] = {}
+        if "side_effects" in t.model_fields_set:  # else the adapter's own (safer) default
+            extra["side_effects"] = t.side_effects
+        if t.kind in ("openai", "webhook") and not t.url:
+            raise ConfigError(f"delegation target {t.name!r} of kind {t.kind} needs a url")
+        if t.kind == "openai":
+            assert t.url is not None
+            registry.add(openai_model(t.url, model=t.model, api_key=key, name=t.name,
+                                      timeout=t.timeout_s, speak_result=t.speak_result))
+        elif t.kind == "webhook":
+            assert t.url is not None
+            registry.add(webhook(t.url, name=t.name, headers=t.headers, timeout=t.timeout_s,
+                                 **extra))
+        elif t.kind == "mcp_worker":
+            registry.add(McpWorkerTarget(t.name, speak_result=t.speak_result,
+                                         description=t.description or
+                                         "An external agent connected over MCP"))
+        else:
+            server = _mcp_server_spec(t)
+            if t.tool:
+                registry.add(mcp_tool(server, t.tool, name=t.name, timeout=t.timeout_s,
+                                      **extra))
+            else:
+                for target in await mcp_tools(server, label=t.name, **extra):
+                    registry.add(target)
+    return registry
+
+
+def _mcp_server_spec(t: Any) -> Any:
+    from mcp import StdioServerParameters
+
+    from .errors import ConfigError
+
+    if t.url:
+        return t.url
+    if t.command:
+        return StdioServerParameters(command=t.command, args=t.args, env=t.env or None)
+    raise ConfigError(f"delegation target {t.name!r} of kind mcp needs a url or a command")
+
+
+def _build_session(source: str, config: Config, kw: dict[str, Any],
+                   targets: Any = None) -> Any:
     """A `Session`, falling back to the oracle when asked to and no model can load."""
     from .errors import ModelError
     from .model._resolve import resolve_backend
@@ -255,7 +312,7 @@ def _build_session(source: str, config: Config, kw: dict[str, Any]) -> Any:
                    "backend: ground truth of the clip, NOT a model.", err=True)
         config.model.name = "oracle"
     return Session(config, source=source, backend=backend, session_id=kw["session_id"],
-                   fast=kw["fast"], loop=kw["loop_file"])
+                   fast=kw["fast"], loop=kw["loop_file"], targets=targets)
 
 
 def _file_duration(source: str) -> float | None:
@@ -326,7 +383,8 @@ def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
     config = _session_config(state, kw)
 
     async def main() -> None:
-        session = _build_session(source, config, kw)
+        targets = await _delegation_targets(config)
+        session = _build_session(source, config, kw, targets)
         await _start_with_signals(session, lambda: session.stop("signal"))
         try:
             backlog, sub = session.follow(maxsize=100_000)
@@ -362,6 +420,7 @@ def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
                 await asyncio.wait_for(printer, 5)
         finally:
             await session.close()
+            await targets.aclose()
         if session.error:
             raise click.ClickException(f"the source failed: {session.error}")
 
@@ -400,7 +459,8 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
     config = _session_config(state, kw, **extra)
 
     async def main() -> None:
-        session = _build_session(source, config, kw)
+        targets = await _delegation_targets(config)
+        session = _build_session(source, config, kw, targets)
         server: uvicorn.Server | None = None
 
         def on_signal() -> None:
@@ -420,6 +480,7 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
             await server.serve()
         finally:
             await session.close()
+            await targets.aclose()
 
     asyncio.run(main())
 

@@ -140,9 +140,14 @@ class TargetConfig(_Section):
     api_key: SecretStr | None = None
     command: str | None = Field(None, description="mcp over stdio: the server command")
     args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="mcp over stdio: its env")
+    headers: dict[str, str] = Field(default_factory=dict, description="webhook: headers")
     tool: str | None = Field(None, description="mcp: one tool (None: all of the server's)")
     description: str | None = None
-    side_effects: bool = False
+    side_effects: bool = Field(
+        False, description="Set it to override the adapter's default (webhooks and MCP tools "
+        "not annotated read-only count as having side effects)"
+    )
     speak_result: bool = False
     timeout_s: float = Field(120.0, gt=0)
 

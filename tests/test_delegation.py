@@ -172,3 +172,31 @@ async def test_mcp_worker_claim_lease_and_complete():
     assert speech and speech[0].reason == "delegation"
     with pytest.raises(Exception, match="not running"):
         await b.complete(h.id, "again")
+
+
+async def test_config_targets_are_built_by_the_top_floor(monkeypatch):
+    from joyvl_agent import ConfigError
+    from joyvl_agent.cli import _delegation_targets
+    from joyvl_agent.tools import McpWorkerTarget, OpenAIModelTarget, WebhookTarget, registry
+
+    config = load_config(overrides={"delegation": {"targets": [
+        {"name": "bg", "kind": "openai", "url": "http://127.0.0.1:9/v1", "model": "m"},
+        {"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook"},
+        {"name": "worker", "kind": "mcp_worker"},
+        {"name": "files", "kind": "mcp", "command": "my-server", "tool": "search"},
+    ]}})
+    try:
+        targets = await _delegation_targets(config)
+        assert isinstance(targets["bg"], OpenAIModelTarget)
+        assert isinstance(targets["hook"], WebhookTarget) and targets["hook"].side_effects
+        assert isinstance(targets["worker"], McpWorkerTarget)
+        assert targets["files"].name == "files"
+        bad = load_config(overrides={"delegation": {"targets": [
+            {"name": "x", "kind": "webhook"}]}})
+        with pytest.raises(ConfigError, match="needs a url"):
+            await _delegation_targets(bad)
+    finally:
+        for name in ("bg", "hook", "worker", "files"):
+            if name in registry.names():
+                registry.remove(name)
+        await registry.aclose()

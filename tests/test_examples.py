@@ -18,3 +18,12 @@ def test_interaction_model_example_speaks_the_card():
     assert "speak: The card shows" in out
     readme = (ROOT / "README.md").read_text()
     assert out.splitlines()[0].strip() in readme
+
+
+def test_readme_delegation_snippets_name_real_exports():
+    import joyvl_agent.tools as tools
+
+    readme = (ROOT / "README.md").read_text()
+    for name in ("langchain_tool", "mcp_tool", "mcp_tools", "openai_model", "registry",
+                 "webhook", "delegation_tool", "DelegationRequest", "DelegationResult"):
+        assert name in readme and hasattr(tools, name)

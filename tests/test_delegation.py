@@ -35,7 +35,7 @@ def drain(sub):
 async def test_end_to_end_delegation_folds_back_at_the_next_tick_and_is_spoken(tmp_path):
     clock = VirtualClock(auto=True)
     solver = ClockTarget(clock, delay_s=3.0, speak_result=True)
-    script = ["</silence>"] * 4 + [
+    script = ["</silence>"] * 5 + [
         "</response> Let me count them. </delegation> How many cups are on the shelf?"]
     model = ScriptedBackend(script, clock=clock, default="</silence>")
     source = CyclingSource(colour_frames(), clock=clock, fps=5, duration=15, live=False)
@@ -47,11 +47,11 @@ async def test_end_to_end_delegation_folds_back_at_the_next_tick_and_is_spoken(t
         events = s._store.events(s.session_id)
     decisions = [e for e in events if e.kind == "decision"]
     delegate = next(d for d in decisions if d.action == "delegate")
-    assert delegate.frame_t == 4.0 and delegate.task_id
+    assert delegate.frame_t == 5.0 and delegate.task_id  # it delegates at second 5
     life = [e for e in events if e.kind == "delegation"]
     assert [e.state for e in life] == ["queued", "running", "done"]
     assert life[-1].result == "There are 7 cups." and life[-1].target == "solver"
-    assert life[0].frame_times and life[0].frame_t == 4.0
+    assert life[0].frame_times and life[0].frame_t == 5.0
     assert [e.kind for e in events].count("delegation_progress") == 1
     done_t = life[-1].t
     assert done_t == pytest.approx(delegate.t + 3.0, abs=0.01)
@@ -68,7 +68,7 @@ async def test_end_to_end_delegation_folds_back_at_the_next_tick_and_is_spoken(t
     request = solver.requests[0]
     assert request.question == "How many cups are on the shelf?"
     assert request.note == "Let me count them." and request.task == "Help me in the kitchen"
-    assert request.frames and request.frames[-1].t == 4.0
+    assert request.frames and request.frames[-1].t == 5.0
 
 
 async def test_timeout_failure_crash_and_cancel_states():
@@ -200,3 +200,21 @@ async def test_config_targets_are_built_by_the_top_floor(monkeypatch):
             if name in registry.names():
                 registry.remove(name)
         await registry.aclose()
+
+
+async def test_llm_router_picks_by_description_and_never_a_forbidden_target():
+    from joyvl_agent.delegation import LLMRouter
+
+    clock = VirtualClock(auto=True)
+    web = ClockTarget(clock, name="web", delay_s=0)
+    web.description = "searches the web for facts"
+    math = ClockTarget(clock, name="math", delay_s=0)
+    math.description = "counts and does arithmetic"
+    shell = ClockTarget(clock, name="shell", delay_s=0, side_effects=True)
+    chooser = ScriptedBackend(["The best tool is math.", "shell", "no idea"])
+    b, _, _ = bridge(clock, web, math, shell, router=LLMRouter(chooser), default_target="web")
+    assert (await (await b.delegate("What is 17 times 23?"))).target == "math"
+    prompt = chooser.requests[0].messages[0].text
+    assert "counts and does arithmetic" in prompt and "shell" not in prompt  # not offered
+    assert (await (await b.delegate("Delete everything"))).target == "web"  # refused pick
+    assert (await (await b.delegate("Who won?"))).target == "web"  # no pick: the default

@@ -28,6 +28,14 @@ from pydantic import BaseModel
 
 from ._supervisor import TaskSupervisor, cancel_and_wait
 from .clock import Clock, VirtualClock, WallClock, format_wall
+from .commands import (
+    ClearTaskCommand,
+    Command,
+    DelegateCommand,
+    SetTaskCommand,
+    SpeakCommand,
+    parse_commands,
+)
 from .config import Config, load_config
 from .delegation import DelegationBridge, LLMRouter, Route, TaskHandle
 from .delegation_types import DelegationFrame, DelegationTarget
@@ -55,6 +63,7 @@ from .memory import (
 )
 from .model import (
     Answer,
+    BackgroundResult,
     EncodedImage,
     InteractionModel,
     ModelBackend,
@@ -693,9 +702,10 @@ class Session:
         try:
             call = self._call_target(target, event, thread_id)
             if timeout_s is not None:
-                await asyncio.wait_for(call, timeout_s)
+                output = await asyncio.wait_for(call, timeout_s)
             else:
-                await call
+                output = await call
+            await self.apply_commands(parse_commands(output))
         except asyncio.CancelledError:
             raise
         except TimeoutError:
@@ -708,6 +718,22 @@ class Session:
                                             f"{exc.__class__.__name__}: {exc}"))
         finally:
             slots.release()
+
+    async def apply_commands(self, commands: Sequence[Command]) -> None:
+        """Apply commands sent back by a handler or a graph (see `joyvl_agent.commands`)."""
+        for cmd in commands:
+            if isinstance(cmd, SpeakCommand):
+                await self.speak(cmd.text)
+            elif isinstance(cmd, SetTaskCommand):
+                await self.set_task(cmd.text, once=cmd.once, expires_in=cmd.expires_in)
+            elif isinstance(cmd, ClearTaskCommand):
+                await self.clear_task()
+            elif isinstance(cmd, DelegateCommand):
+                await self.delegate(cmd.question, note=cmd.note, target=cmd.target)
+            else:
+                self.model.fold_back(BackgroundResult(
+                    task_id="annotation", question=cmd.label, digest=cmd.text,
+                    t=self.bus.session_time()))
 
     async def _call_target(self, target: Any, event: BaseEvent, thread_id: Any) -> Any:
         if hasattr(target, "ainvoke"):

@@ -239,3 +239,34 @@ async def test_failing_where_filter_is_reported_and_reset_ends_the_task(tmp_path
         ended = s._store.events(s.session_id, kinds="task_ended")
     assert errors and errors[0].category == "filter_failed" and "missing_field" in errors[0].message
     assert [e.state for e in ended] == ["cleared"]
+
+
+async def test_handlers_act_back_through_commands(tmp_path):
+    clock = VirtualClock(auto=True)
+    backend = ScriptedBackend(["</response> A person fell!"], clock=clock, default="</silence>")
+
+    class AlertGraph:  # the shape of a compiled LangGraph graph
+        async def ainvoke(self, inputs, config=None):
+            text = inputs["event"]["text"]
+            return {"commands": [
+                {"op": "speak", "text": f"Confirmed: {text}"},
+                {"op": "set_task", "text": "Watch the person on the floor", "once": True},
+                {"op": "annotate", "text": "An alert was confirmed at the door."},
+            ]}
+
+    async with session(tmp_path, backend, duration=6, clock=clock, live=False) as s:
+        s.on("speech", AlertGraph(), where=lambda e: e.reason == "task")
+        s.on("speech", lambda e: {"commands": [{"op": "shout"}]},
+             where=lambda e: e.reason == "task")
+        await s.set_task("Warn me if anyone falls")
+        await asyncio.wait_for(s.run(), 30)
+        await asyncio.sleep(0.2)
+        events = s._store.events(s.session_id)
+    external = [e for e in events if e.kind == "speech" and e.reason == "external"]
+    assert [e.text for e in external] == ["Confirmed: A person fell!"]
+    tasks = [e.text for e in events if e.kind == "task_set"]
+    assert tasks[-1] == "Watch the person on the floor"
+    prompts = " ".join(m.text for r in backend.requests for m in r.messages)
+    assert "An alert was confirmed at the door." in prompts  # annotate folds into the prompt
+    errors = [e for e in events if e.kind == "error"]
+    assert errors and "invalid commands" in errors[0].message and "shout" in errors[0].message

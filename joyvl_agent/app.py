@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ._supervisor import TaskSupervisor
 from .config import Config
@@ -54,6 +54,8 @@ class ServeApp:
         self.supervisor = TaskSupervisor("serve")
         self.run_task: asyncio.Task[Any] | None = None
         self.error: str | None = None
+        self.mcp: Any = None
+        """The MCP server (`joyvl_agent.mcp_server`), mounted at `[mcp] path` when enabled."""
 
     def tokens(self, scope: str | None = None) -> list[str]:
         return [t.token.get_secret_value() for t in self.config.auth.tokens
@@ -84,7 +86,10 @@ class ServeApp:
             await self.session.set_task(self.initial_task)
         self.run_task = self.supervisor.spawn(self._run(), "session")
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if self.mcp is not None:  # a mounted app's own lifespan does not run
+                    await stack.enter_async_context(self.mcp.session_manager.run())
+                yield
         finally:
             await self.supervisor.aclose()
             await self.session.close()
@@ -141,8 +146,15 @@ def build_app(
             hint="pass --token (and --read-token) or set [auth] tokens, or bind 127.0.0.1",
         )
     state = ServeApp(session, config, task, echo)
+    routes: list[Route | Mount] = [Route("/health", state.health), Route("/ready", state.ready)]
+    if config.mcp.enabled:
+        from .mcp_server import build_server, http_app
+
+        state.mcp = build_server(session, config=config)
+        # last: the MCP app answers `[mcp] path` (and its OAuth metadata) and 404s the rest
+        routes.append(Mount("/", app=http_app(state.mcp, config)))
     app = Starlette(
-        routes=[Route("/health", state.health), Route("/ready", state.ready)],
+        routes=routes,
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(config))],
         lifespan=state.lifespan,
     )

@@ -472,14 +472,45 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
         app = build_app(session, config, task=kw["task"],
                         echo=lambda event: _print_event(event))
         server = uvicorn.Server(uvicorn.Config(app, host=config.server.host,
-                                               port=config.server.port, log_level="warning"))
+                                               port=config.server.port, log_level="warning",
+                                               timeout_graceful_shutdown=3))
+        mcp = f", MCP at {config.mcp.path}" if config.mcp.enabled else ""
         click.echo(f"serving session {session.session_id} on "
-                   f"http://{config.server.host}:{config.server.port}/ (Ctrl-C to stop)",
+                   f"http://{config.server.host}:{config.server.port}/{mcp} (Ctrl-C to stop)",
                    err=True)
         try:
             await server.serve()
         finally:
             await session.close()
+            await targets.aclose()
+
+    asyncio.run(main())
+
+
+@cli.command("mcp")
+@click.argument("source")
+@session_options
+@click.pass_obj
+@_clean_errors
+def mcp_command(state: _State, source: str, **kw: Any) -> None:
+    """Serve the live session over SOURCE to one MCP client over stdio.
+
+    This is what a desktop MCP client launches (`"command": "joyvl", "args": ["mcp", SOURCE]`).
+    stdout carries only the protocol, logs go to stderr. The session starts with the server,
+    keeps being served after a file source ends, and closes when the client disconnects.
+    """
+    import asyncio
+
+    from .mcp_server import serve_stdio
+
+    config = _session_config(state, kw)
+
+    async def main() -> None:
+        targets = await _delegation_targets(config)
+        session = _build_session(source, config, kw, targets)
+        try:
+            await serve_stdio(session, config=config, task=kw["task"])
+        finally:
             await targets.aclose()
 
     asyncio.run(main())

@@ -114,3 +114,13 @@ def test_synth_bad_input_is_a_clean_error(runner, args, message):
     assert result.exit_code != 0
     assert message in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_every_command_is_documented_in_the_readme():
+    from joyvl_agent.cli import cli as group
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name, command in group.commands.items():
+        assert f"joyvl {name}" in readme, f"`joyvl {name}` is not in the README"
+        for sub in getattr(command, "commands", {}):
+            assert f"joyvl {name} {sub}" in readme, f"`joyvl {name} {sub}` is not in the README"

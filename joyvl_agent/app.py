@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -24,22 +23,13 @@ from starlette.routing import Mount, Route
 
 from ._supervisor import TaskSupervisor
 from .config import Config
-from .errors import ConfigError
 from .events import BaseEvent, Subscription
+from .hosts import allowed_host_names, check_bind
 from .session import Session
 
-__all__ = ["ServeApp", "allowed_hosts", "build_app", "is_loopback"]
+__all__ = ["ServeApp", "allowed_hosts", "build_app"]
 
 log = logging.getLogger("joyvl_agent.app")
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class ServeApp:
@@ -118,12 +108,8 @@ class ServeApp:
 
 
 def allowed_hosts(config: Config) -> list[str]:
-    """Host names a request may carry (DNS-rebinding protection): loopback names, the bind
-    address itself, and `[server] allowed_hosts` / `--allowed-host`."""
-    hosts = ["127.0.0.1", "localhost", "::1", "[::1]", *config.server.allowed_hosts]
-    if config.server.host not in ("0.0.0.0", "::", ""):
-        hosts.append(config.server.host)
-    return hosts
+    """Host header values the app accepts (names without ports; Starlette strips them)."""
+    return [*allowed_host_names(config), "::1"]
 
 
 def build_app(
@@ -139,12 +125,7 @@ def build_app(
         task: A standing instruction set once the session has started.
         echo: Called with every event (the CLI prints them).
     """
-    host = config.server.host
-    if not is_loopback(host) and not config.auth.tokens:
-        raise ConfigError(
-            f"refusing to serve on {host} without a token",
-            hint="pass --token (and --read-token) or set [auth] tokens, or bind 127.0.0.1",
-        )
+    check_bind(config)
     state = ServeApp(session, config, task, echo)
     routes: list[Route | Mount] = [Route("/health", state.health), Route("/ready", state.ready)]
     if config.mcp.enabled:

@@ -13,7 +13,6 @@ The DNS-rebinding host check stays on: loopback names, the bind address and
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Sequence
 
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -22,8 +21,8 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
+from joyvl_agent import hosts
 from joyvl_agent.config import Config, TokenConfig
-from joyvl_agent.errors import ConfigError
 
 __all__ = [
     "FULL_SCOPE",
@@ -31,14 +30,12 @@ __all__ = [
     "ConfigTokenVerifier",
     "auth_settings",
     "check_bind",
-    "is_loopback",
     "require_full",
     "transport_security",
 ]
 
 READ_SCOPE = "read"
 FULL_SCOPE = "full"
-_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 class ConfigTokenVerifier:
@@ -73,26 +70,9 @@ def require_full(tool: str) -> None:
             "connect with a full token (`[auth] tokens` scope = \"full\", or `--token`)")
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_bind(config: Config) -> None:
-    """Refuse to serve HTTP anywhere but loopback without a token.
-
-    Raises:
-        ConfigError: A non-loopback `[server] host` and no `[auth] tokens`.
-    """
-    host = config.server.host
-    if not is_loopback(host) and not config.auth.tokens:
-        raise ConfigError(
-            f"refusing to serve MCP on {host} without a token",
-            hint="pass --token (and --read-token) or set [auth] tokens, or bind 127.0.0.1")
+    """Refuse to serve MCP anywhere but loopback without a token (`ConfigError`)."""
+    hosts.check_bind(config, "MCP")
 
 
 def _url_host(host: str) -> str:
@@ -101,21 +81,18 @@ def _url_host(host: str) -> str:
 
 def transport_security(config: Config) -> TransportSecuritySettings:
     """The host check: loopback names, the bind address, and `[server] allowed_hosts`."""
-    names = ["127.0.0.1", "localhost", "[::1]", *config.server.allowed_hosts]
-    if config.server.host not in _WILDCARD_HOSTS:
-        names.append(_url_host(config.server.host))
-    names = list(dict.fromkeys(names))
-    hosts = [h for name in names for h in (name, f"{name}:*")]
+    names = hosts.allowed_host_names(config)
+    host_values = [h for name in names for h in (name, f"{name}:*")]
     origins = [o for name in names for scheme in ("http", "https")
                for o in (f"{scheme}://{name}", f"{scheme}://{name}:*")]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True,
-                                     allowed_hosts=hosts, allowed_origins=origins)
+                                     allowed_hosts=host_values, allowed_origins=origins)
 
 
 def auth_settings(config: Config) -> AuthSettings:
     """The resource-server settings for static tokens: every request needs `read`."""
     host = config.server.host
-    base = f"http://{_url_host('127.0.0.1' if host in _WILDCARD_HOSTS else host)}" \
+    base = f"http://{_url_host('127.0.0.1' if host in hosts.WILDCARD_HOSTS else host)}" \
            f":{config.server.port}"
     return AuthSettings(issuer_url=base, resource_server_url=base + config.mcp.path,
                         required_scopes=[READ_SCOPE], validate_token_resource=False)

@@ -1,0 +1,5 @@
+"""The logger of the LangGraph face."""
+
+import logging
+
+log = logging.getLogger("joyvl_agent.graphs")

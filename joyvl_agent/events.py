@@ -26,6 +26,7 @@ __all__ = [
     "ENVELOPE_FIELDS",
     "EVENT_KINDS",
     "SESSION_ID_PATTERN",
+    "AnnotationEvent",
     "BaseEvent",
     "DecisionEvent",
     "DelegationEvent",
@@ -229,6 +230,15 @@ class ErrorEvent(BaseEvent):
     message: str
 
 
+class AnnotationEvent(BaseEvent):
+    """A note added by a handler or graph (`annotate` command); it also enters the prompt."""
+
+    kind: Literal["annotation"] = "annotation"
+    text: str = Field(min_length=1)
+    label: str = "annotation"
+    text_fields: ClassVar[tuple[str, ...]] = ("text",)
+
+
 class FeedbackEvent(BaseEvent):
     kind: Literal["feedback"] = "feedback"
     verdict: Literal["wrong", "late", "missing"]
@@ -253,6 +263,7 @@ Event = Annotated[
     | ModelErrorEvent
     | MemoryErrorEvent
     | ErrorEvent
+    | AnnotationEvent
     | FeedbackEvent,
     Field(discriminator="kind"),
 ]
@@ -273,6 +284,7 @@ EventKind = Literal[
     "model_error",
     "memory_error",
     "error",
+    "annotation",
     "feedback",
 ]
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)

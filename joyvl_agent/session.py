@@ -41,6 +41,7 @@ from .delegation import DelegationBridge, LLMRouter, Route, TaskHandle
 from .delegation_types import DelegationFrame, DelegationTarget
 from .errors import ConfigError, JoyVLError
 from .events import (
+    AnnotationEvent,
     BaseEvent,
     ErrorEvent,
     EventBus,
@@ -731,6 +732,7 @@ class Session:
             elif isinstance(cmd, DelegateCommand):
                 await self.delegate(cmd.question, note=cmd.note, target=cmd.target)
             else:
+                await self.bus.publish(AnnotationEvent(text=cmd.text, label=cmd.label))
                 self.model.fold_back(BackgroundResult(
                     task_id="annotation", question=cmd.label, digest=cmd.text,
                     t=self.bus.session_time()))

@@ -37,6 +37,7 @@ SAMPLES: dict[str, BaseEvent] = {
     "model_error": ev.ModelErrorEvent(message="HTTP 500", retryable=True),
     "memory_error": ev.MemoryErrorEvent(message="summarizer down"),
     "error": ev.ErrorEvent(stage="codec", category="codec_over_budget", message="over"),
+    "annotation": ev.AnnotationEvent(text="Alert rejected: a coat on a chair.", label="alert"),
     "feedback": ev.FeedbackEvent(verdict="missing", at_t=12.0,
                                  correction={"action": "speak", "text": "Now!"}),
 }
@@ -44,7 +45,7 @@ SAMPLES: dict[str, BaseEvent] = {
 
 def test_every_kind_has_a_sample_and_a_model():
     assert set(SAMPLES) == set(EVENT_KINDS)
-    assert len(EVENT_KINDS) == 16
+    assert len(EVENT_KINDS) == 17
     for kind, sample in SAMPLES.items():
         assert sample.kind == kind
 

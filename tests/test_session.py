@@ -268,5 +268,7 @@ async def test_handlers_act_back_through_commands(tmp_path):
     assert tasks[-1] == "Watch the person on the floor"
     prompts = " ".join(m.text for r in backend.requests for m in r.messages)
     assert "An alert was confirmed at the door." in prompts  # annotate folds into the prompt
+    notes = [e for e in events if e.kind == "annotation"]
+    assert [e.text for e in notes] == ["An alert was confirmed at the door."]
     errors = [e for e in events if e.kind == "error"]
     assert errors and "invalid commands" in errors[0].message and "shout" in errors[0].message

@@ -255,15 +255,18 @@ async def _delegation_targets(config: Config) -> Any:
     registry.load_entry_points()
     for t in config.delegation.targets:
         key = t.api_key.get_secret_value() if t.api_key else None
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"speak_result": t.speak_result}
+        if t.description:
+            extra["description"] = t.description
         if "side_effects" in t.model_fields_set:  # else the adapter's own (safer) default
             extra["side_effects"] = t.side_effects
         if t.kind in ("openai", "webhook") and not t.url:
             raise ConfigError(f"delegation target {t.name!r} of kind {t.kind} needs a url")
         if t.kind == "openai":
             assert t.url is not None
+            extra.pop("side_effects", None)
             registry.add(openai_model(t.url, model=t.model, api_key=key, name=t.name,
-                                      timeout=t.timeout_s, speak_result=t.speak_result))
+                                      timeout=t.timeout_s, **extra))
         elif t.kind == "webhook":
             assert t.url is not None
             registry.add(webhook(t.url, name=t.name, headers=t.headers, timeout=t.timeout_s,
@@ -278,8 +281,13 @@ async def _delegation_targets(config: Config) -> Any:
                 registry.add(mcp_tool(server, t.tool, name=t.name, timeout=t.timeout_s,
                                       **extra))
             else:
+                extra.pop("description", None)  # each tool keeps its own
                 for target in await mcp_tools(server, label=t.name, **extra):
                     registry.add(target)
+    if config.model.url and "background_model" not in registry.names():
+        # the default target: the model server itself, asked as a vision chat model
+        key = config.model.api_key.get_secret_value() if config.model.api_key else None
+        registry.add(openai_model(config.model.url, model=config.model.name, api_key=key))
     return registry
 
 

@@ -304,18 +304,37 @@ class DelegationBridge:
             frame_times=[f.t for f in frames])
         self.tasks[task_id] = entry
         self._done[task_id] = asyncio.Event()
-        try:
-            entry.target = await self.route(question, target)
-        except DelegationError as exc:
-            await self._finish(entry, "failed", error=str(exc))
-            return TaskHandle(self, entry)
         entry.request = DelegationRequest(
             task_id=task_id, question=question, note=note, frames=frames, task=task,
             recent_speech=list(recent_speech)[-5:], session_id=self.bus.session_id)
         await self._publish(entry)
-        if not isinstance(self.targets[entry.target], McpWorkerTarget):
-            self._runners[task_id] = self.supervisor.spawn(self._run(entry), task_id)
+        # routing (which may ask a model) happens on the task's own runner, never in the tick
+        self._runners[task_id] = self.supervisor.spawn(self._dispatch(entry, target), task_id)
         return TaskHandle(self, entry)
+
+    async def _dispatch(self, entry: DelegationTask, requested: str | None) -> None:
+        try:
+            entry.target = await self.route(entry.question, requested)
+        except asyncio.CancelledError:
+            if entry.state not in TERMINAL:
+                await self._finish(entry, "cancelled", error="cancelled")
+            raise
+        except DelegationError as exc:
+            await self._finish(entry, "failed", error=str(exc))
+            return
+        if entry.state in TERMINAL:  # cancelled (a reset) while it was being routed
+            return
+        if isinstance(self.targets[entry.target], McpWorkerTarget):
+            await self._publish(entry)  # queued, now with its target: claimable
+            try:
+                await self.clock.sleep(self.timeout_s)  # unanswered workers time out too
+            except asyncio.CancelledError:
+                await self._finish(entry, "cancelled", error="cancelled")
+                raise
+            await self._finish(entry, "timed_out",
+                               error=f"no worker completed it within {self.timeout_s:g} s")
+            return
+        await self._run(entry)
 
     async def wait(self, task_id: str) -> DelegationTask:
         """Wait until the task reaches a final state."""
@@ -372,8 +391,13 @@ class DelegationBridge:
         entry = self.tasks.get(task_id)
         if entry is None:
             raise KeyError(f"no delegated task {task_id!r}")
-        if entry.state != "running":
-            raise DelegationError(f"task {task_id} is {entry.state}, not running",
+        if not isinstance(self.targets.get(entry.target or ""), McpWorkerTarget):
+            raise DelegationError(f"task {task_id} is not waiting for an external worker",
+                                  hint="only tasks handed out by claim_delegation can be "
+                                       "completed")
+        now = self.bus.session_time()
+        if entry.state != "running" or entry.lease_until is None or entry.lease_until < now:
+            raise DelegationError(f"task {task_id} is {entry.state}, not claimed by you",
                                   hint="claim it first, and complete it before its lease ends")
         if isinstance(result, str):
             result = DelegationResult(text=result)
@@ -419,6 +443,10 @@ class DelegationBridge:
         timer = asyncio.ensure_future(self.clock.sleep(self.timeout_s))
         try:
             await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # cancel, reset, shutdown: stop the target's work too
+            work.cancel()
+            await asyncio.wait({work})
+            raise
         finally:
             timer.cancel()
         if not work.done():
@@ -428,6 +456,8 @@ class DelegationBridge:
         return work.result()
 
     async def _succeed(self, entry: DelegationTask, result: DelegationResult) -> None:
+        if entry.state in TERMINAL:
+            return  # cancelled or timed out meanwhile: the late answer is dropped
         entry.result = result
         await self._finish(entry, "done")
         digest = result.text if len(result.text) <= self.digest_chars else (
@@ -442,6 +472,8 @@ class DelegationBridge:
 
     async def _finish(self, entry: DelegationTask, state: DelegationState, *,
                       error: str | None = None) -> None:
+        if entry.state in TERMINAL:
+            return  # already ended (e.g. cancelled while its result arrived)
         entry.state, entry.error = state, error
         entry.ended_t = self.bus.session_time()
         entry.lease_until = None
@@ -449,6 +481,11 @@ class DelegationBridge:
         await self._publish(entry)
         self._done[entry.id].set()
         self._runners.pop(entry.id, None)
+        if state in ("failed", "timed_out") and self.fold_back is not None:
+            # the model said "let me check": tell it the check did not work out
+            self.fold_back(BackgroundResult(entry.id, entry.question,
+                                            f"(no answer: the task {state.replace('_', ' ')}: "
+                                            f"{(error or '')[:200]})", self.bus.session_time()))
         self._prune()
 
     def _prune(self) -> None:

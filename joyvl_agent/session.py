@@ -72,7 +72,7 @@ from .model import (
     load_system_prompt,
 )
 from .model._resolve import budget_from_config, dialect_for, resolve_backend, sampling_from_config
-from .stream import Sampler, Source, VideoFrame, encode_jpeg
+from .stream import Sampler, Source, VideoFrame, encode_jpeg, redact
 
 __all__ = ["HandlerSubscription", "Session", "SessionStatus"]
 
@@ -230,7 +230,7 @@ class Session:
         source_name = self._source_spec if isinstance(self._source_spec, str) else getattr(
             self._source_spec, "name", "source")
         store.ensure_session(self.session_id, created_wall=format_wall(self.clock.wall()),
-                             source=source_name)
+                             source=redact(source_name))
         self.bus = EventBus(self.session_id, self.clock, persist=store.append,
                             start_seq=start_seq, t_offset=t_offset)
         self.first_seq = start_seq + 1

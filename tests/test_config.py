@@ -93,3 +93,9 @@ def test_secrets_are_not_printed():
     c = load_config(overrides={"model": {"api_key": "sk-secret"}})
     assert "sk-secret" not in repr(c) and "sk-secret" not in c.model_dump_json()
     assert c.model.api_key is not None and c.model.api_key.get_secret_value() == "sk-secret"
+
+
+def test_bad_route_regex_is_a_named_config_error():
+    write(Path("joyvl.toml"), '[delegation]\nroutes = [{match = "(", target = "x"}]\n')
+    with pytest.raises(ConfigError, match=r"delegation.routes.0.match.*regular expression"):
+        load_config()

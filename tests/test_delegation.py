@@ -87,7 +87,9 @@ async def test_timeout_failure_crash_and_cancel_states():
     await asyncio.sleep(0)
     assert await cancelled.cancel() is True
     assert cancelled.state == "cancelled" and await cancelled.cancel() is False
-    assert folded == []
+    # failures and timeouts fold back as "no answer" (the model said it would check)
+    assert sorted(r.task_id for r in folded) == sorted([timed.id, failed.id, crashed.id])
+    assert all(r.digest.startswith("(no answer") for r in folded)
     states = [(e.task_id, e.state) for e in drain(sub) if e.kind == "delegation"]
     assert (cancelled.id, "cancelled") in states
 
@@ -160,6 +162,7 @@ async def test_mcp_worker_claim_lease_and_complete():
     b, sub, folded = bridge(clock, worker, lease_s=60)
     h = await b.delegate("Describe the scene in detail")
     assert h.state == "queued"
+    await asyncio.sleep(0)  # routed on its own task
     claimed = await b.claim()
     assert claimed is not None and claimed.id == h.id and claimed.state == "running"
     assert await b.claim() is None
@@ -170,7 +173,7 @@ async def test_mcp_worker_claim_lease_and_complete():
     assert h.state == "done" and folded[0].digest == "A kitchen with two people."
     speech = [e for e in drain(sub) if e.kind == "speech"]
     assert speech and speech[0].reason == "delegation"
-    with pytest.raises(Exception, match="not running"):
+    with pytest.raises(Exception, match="not claimed"):
         await b.complete(h.id, "again")
 
 
@@ -218,3 +221,36 @@ async def test_llm_router_picks_by_description_and_never_a_forbidden_target():
     assert "counts and does arithmetic" in prompt and "shell" not in prompt  # not offered
     assert (await (await b.delegate("Delete everything"))).target == "web"  # refused pick
     assert (await (await b.delegate("Who won?"))).target == "web"  # no pick: the default
+
+
+async def test_cancel_stops_the_work_and_races_end_cleanly():
+    clock = VirtualClock(auto=True)
+    solver = ClockTarget(clock, delay_s=50)
+    b, sub, folded = bridge(clock, solver, max_concurrency=1)
+    first = await b.delegate("first question")
+    await clock.sleep(1)
+    assert solver.running == 1
+    await first.cancel()
+    assert solver.running == 0  # the target's work was cancelled, not left running
+    second = await b.delegate("second question")
+    await clock.sleep(1)
+    assert solver.peak == 1 and second.state == "running"
+    with pytest.raises(Exception, match="not waiting for an external worker"):
+        await b.complete(second.id, "a forged answer")
+    await b.cancel_all()
+    assert folded == [] and second.state == "cancelled"
+    # a task cancelled while being routed never runs
+    third = await b.delegate("third question")
+    await b.cancel(third.id)
+    await clock.sleep(1)
+    states = [e.state for e in drain(sub) if e.kind == "delegation" and e.task_id == third.id]
+    assert states[-1] == "cancelled" and "running" not in states
+
+
+async def test_unclaimed_worker_tasks_time_out_and_failures_fold_back():
+    clock = VirtualClock(auto=True)
+    b, sub, folded = bridge(clock, McpWorkerTarget(), timeout_s=30)
+    h = await b.delegate("Anyone there?")
+    task = await h
+    assert task.state == "timed_out" and "30 s" in task.error
+    assert folded and folded[0].digest.startswith("(no answer: the task timed out")

@@ -382,7 +382,7 @@ async def test_a_client_works_as_a_delegation_worker(tmp_path, mode):
                                                       "result": "There are 7 cups."})
         assert done["state"] == "done" and done["result"] == "There are 7 cups."
         assert (await handle).state == "done"
-        assert "is done, not running" in await refused(
+        assert "is done, not claimed" in await refused(
             c, "complete_delegation", {"task_id": handle.id, "result": "again"})
         assert "list_delegations" in await refused(
             c, "complete_delegation", {"task_id": "d-nope-1", "result": "x"})

@@ -135,3 +135,20 @@ async def test_restart_keeps_memory(tmp_path):
     async with run_session(2, clock2) as s2:
         assert s2.memory.blocks() == before
         assert s2.model.builder.memory == before
+
+
+def test_restore_keeps_only_the_live_long_term_blocks():
+    from joyvl_agent.events import SummaryCommittedEvent as S
+
+    tiers = MemoryTiers(None, EventBus("r", VirtualClock()), TaskSupervisor("r"),
+                        long_term_tokens=100)
+    words = "word " * 60  # 100 tokens each
+    tiers.restore([
+        S(tier="mid", text="m1", start_t=0, end_t=10),
+        S(tier="long", text=words, start_t=0, end_t=50),
+        S(tier="long", text=words, start_t=50, end_t=100),
+        S(tier="long", text="merged " + words, start_t=0, end_t=100),  # merges the two above
+        S(tier="mid", text="m2", start_t=100, end_t=110),
+    ])
+    assert [(b.start_t, b.end_t) for b in tiers.long] == [(0, 100)]
+    assert [b.text for b in tiers.mid] == ["m2"]

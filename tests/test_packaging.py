@@ -1,6 +1,7 @@
 """The wheel installs one namespace, and importing the core stays light."""
 
 import inspect
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,11 +18,14 @@ HEAVY = ("torch", "vllm", "transformers", "faster_whisper", "ctranslate2")
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    build_dir = tmp_path_factory.mktemp("build")
+    src = tmp_path_factory.mktemp("src") / "project"  # build a copy: no build/ in the tree
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", ".cache", "*.egg-info", "__pycache__", "*.db*",
+        ".hypothesis", ".pytest_cache", ".ruff_cache"))
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
-         str(ROOT)],
-        check=True, capture_output=True, cwd=build_dir,
+         str(src)],
+        check=True, capture_output=True, cwd=src,
     )
     (found,) = out.glob("joyvl_agent-*.whl")
     return found

@@ -168,9 +168,13 @@ class Store:
         """The session's record, or None."""
         with self._lock, sqlite_errors(f"reading session {session_id}"):
             row = self.db.execute(
-                "SELECT session_id, created_wall, source, model, last_seq, last_t, last_wall"
-                " FROM sessions WHERE session_id = ?",
-                [session_id],
+                "SELECT s.session_id, s.created_wall, s.source, s.model,"
+                " max(s.last_seq, coalesce(e.seq, 0)), max(s.last_t, coalesce(e.t, 0.0)),"
+                " coalesce(e.wall, s.last_wall)"
+                " FROM sessions s LEFT JOIN (SELECT session_id, seq, t, wall FROM events"
+                " WHERE session_id = ? ORDER BY seq DESC LIMIT 1) e USING (session_id)"
+                " WHERE s.session_id = ?",
+                [session_id, session_id],
             ).fetchone()
         return SessionRecord(*row) if row else None
 
@@ -190,8 +194,11 @@ class Store:
         if event.seq < 1 or not event.session_id:
             raise ValueError("only events stamped by an EventBus can be stored")
         frame_t = getattr(event, "frame_t", None)
-        with self._lock, sqlite_errors(f"recording event {event.seq}"), self.db.conn:
-            self.db.execute(
+        conn = self.db.conn
+        # one transaction for both rows: raw sqlite3 calls, since sqlite-utils commits each
+        # `execute` by itself and a crash between them would desynchronize the counters
+        with self._lock, sqlite_errors(f"recording event {event.seq}"), conn:
+            conn.execute(
                 "INSERT INTO events (session_id, seq, kind, t, wall, frame_t, text, body)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -199,7 +206,7 @@ class Store:
                     event.search_text(), event.to_json(),
                 ],
             )
-            self.db.execute(
+            conn.execute(
                 "INSERT INTO sessions (session_id, created_wall, last_seq, last_t, last_wall)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT(session_id) DO UPDATE SET"
                 " last_seq = excluded.last_seq, last_t = excluded.last_t,"

@@ -171,10 +171,17 @@ class MemoryTiers:
         for e in events:
             block = MemoryBlock(e.start_t, e.end_t, e.text, e.tier)
             if e.tier == "long":
+                # a later long block (a compression or a merge) replaces what it covers
+                self.long = [b for b in self.long
+                             if not (b.start_t >= e.start_t and b.end_t <= e.end_t)]
                 self.long.append(block)
                 self.mid = [m for m in self.mid if m.end_t > e.end_t]
             else:
                 self.mid.append(block)
+        self.long.sort(key=lambda b: b.start_t)
+        while len(self.long) > 1 and sum(
+                estimate_text_tokens(b.text) for b in self.long) > self.long_term_tokens:
+            del self.long[0]  # the live session had merged or dropped these
         self._changed()
 
     def chunk_closed(self, index: int, turns: list[Turn]) -> None:

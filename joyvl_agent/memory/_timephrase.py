@@ -206,6 +206,14 @@ def _moment(now: float, ago: float) -> TimeSpan:
 
 
 def parse_time(value: TimeRef, *, now: float | None = None) -> TimeSpan:
+    """Parse one time reference into a `TimeSpan` of session seconds (see `_parse_time`)."""
+    try:
+        return _parse_time(value, now=now)
+    except OverflowError:
+        raise _error(value, "the number is too large") from None
+
+
+def _parse_time(value: TimeRef, *, now: float | None = None) -> TimeSpan:
     """Parse one time reference into a `TimeSpan` of session seconds.
 
     Args:

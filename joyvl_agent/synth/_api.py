@@ -74,6 +74,9 @@ def _check_size(size: object) -> tuple[int, int]:
         if v % 2:
             raise ValueError(f"size {name} must be even (H.264 yuv420p needs even dimensions), "
                              f"got {v}: use {v + 1} or {v - 1}")
+    if h > 3 * w:
+        raise ValueError(f"size {w}x{h} is too tall: the scenes need the height to be at most "
+                         f"three times the width (e.g. {w}x{3 * w - (3 * w) % 2})")
     return int(w), int(h)
 
 

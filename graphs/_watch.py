@@ -166,6 +166,8 @@ async def _follow(client: Client, state: _WatchState, kinds: list[str], graph: A
                 log.warning("watch %s: events after seq %s were deleted by retention before "
                             "they were seen", name, state.cursor)
             for data in page.get("events", []):
+                if isinstance(data, dict) and isinstance(data.get("seq"), int):
+                    state.cursor = data["seq"]  # a reconnect mid-page resumes after this one
                 try:
                     event = parse_event(data)
                 except ValueError as exc:  # a kind or field newer than this client

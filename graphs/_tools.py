@@ -266,23 +266,7 @@ class _InProcess:
 
 async def _wait(sub: Any, clock: Any, seconds: float) -> bool:
     """Wait up to `seconds` of session-clock time for the next event on `sub`."""
-    import anyio
-
-    got = False
-    async with anyio.create_task_group() as tg:
-
-        async def timer() -> None:
-            await clock.sleep(seconds)
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(timer)
-        try:
-            await sub.get()
-            got = True
-        except StopAsyncIteration:  # the session is closing
-            pass
-        tg.cancel_scope.cancel()
-    return got
+    return await sub.next_within(clock, seconds) is not None
 
 
 def session_tools(session: Session, *, prefix: str = "") -> list[BaseTool]:

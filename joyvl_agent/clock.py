@@ -83,7 +83,7 @@ class VirtualClock:
             the event loop is idle and nothing holds the clock.
     """
 
-    _IDLE_PASSES = 8
+    _IDLE_PASSES = 16
 
     def __init__(
         self,

@@ -379,6 +379,25 @@ class Subscription:
             await self._ready.wait()
         return self._queue.popleft()
 
+    async def next_within(self, clock: Clock, seconds: float) -> BaseEvent | None:
+        """The next event, or None when `seconds` of `clock` time pass first (or on close)."""
+        getter = asyncio.ensure_future(self.get())
+        timer = asyncio.ensure_future(clock.sleep(seconds))
+        try:
+            await asyncio.wait({getter, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            getter.cancel()
+            raise
+        finally:
+            timer.cancel()
+        if not getter.done():
+            getter.cancel()  # it had not taken anything yet
+            return None
+        try:
+            return getter.result()
+        except StopAsyncIteration:  # closed
+            return None
+
     def close(self) -> None:
         """Unsubscribe; a waiting `get()` returns what is queued, then stops."""
         if not self.closed:

@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Literal
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
@@ -84,21 +83,7 @@ def _app(ctx: Context[App]) -> App:
 
 async def _wait_for_event(sub: Subscription, clock: Clock, seconds: float) -> bool:
     """Wait up to `seconds` of session-clock time for the next event on `sub`."""
-    got = False
-    async with anyio.create_task_group() as tg:
-
-        async def timer() -> None:
-            await clock.sleep(seconds)
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(timer)
-        try:
-            await sub.get()
-            got = True
-        except StopAsyncIteration:  # the session is closing
-            pass
-        tg.cancel_scope.cancel()
-    return got
+    return await sub.next_within(clock, seconds) is not None
 
 
 async def poll_page(app: App, cursor: int, kinds: Sequence[str] | None, max_events: int,

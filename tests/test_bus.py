@@ -125,3 +125,15 @@ async def test_cancelled_publish_still_counts_the_written_event(tmp_path):
             await task
         third = await bus.publish(speech(3))  # no UNIQUE constraint error, no reused seq
         assert [e.seq for e in store.events("s")] == [1, 2, 3] and third.seq == 3
+
+
+async def test_next_within_waits_on_the_session_clock():
+    clock = VirtualClock(auto=True)
+    bus = EventBus("s", clock)
+    sub = bus.subscribe()
+    assert await sub.next_within(clock, 5.0) is None and clock.now() == 5.0  # timed out
+    waiter = asyncio.create_task(sub.next_within(clock, 30.0))
+    await asyncio.sleep(0)
+    published = await bus.publish(speech(1))
+    assert (await waiter) == published and clock.now() == 5.0  # no time passed
+    assert sub.pending() == 0

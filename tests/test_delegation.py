@@ -54,7 +54,7 @@ async def test_end_to_end_delegation_folds_back_at_the_next_tick_and_is_spoken(t
     assert life[0].frame_times and life[0].frame_t == 5.0
     assert [e.kind for e in events].count("delegation_progress") == 1
     done_t = life[-1].t
-    assert done_t == pytest.approx(delegate.t + 3.0, abs=0.01)
+    assert 3.0 <= done_t - delegate.t <= 3.5  # the tool's 3 s (plus routing on its runner)
     # decisions kept coming every second while the solver worked
     during = [d for d in decisions if delegate.t < d.t < done_t]
     assert len(during) >= 2

@@ -675,6 +675,10 @@ class Session:
         running: set[asyncio.Task[Any]] = set()
         try:
             async for event in sub:
+                if missed := sub.take_missed():
+                    await self._report("handler", "handler_lagging", RuntimeError(
+                        f"handler {name} fell behind and missed {missed} event(s); raise its "
+                        "concurrency or make it faster"))
                 try:
                     if where is not None and not where(event):
                         continue

@@ -272,3 +272,25 @@ async def test_handlers_act_back_through_commands(tmp_path):
     assert [e.text for e in notes] == ["An alert was confirmed at the door."]
     errors = [e for e in events if e.kind == "error"]
     assert errors and "invalid commands" in errors[0].message and "shout" in errors[0].message
+
+
+async def test_a_lagging_handler_is_reported(tmp_path):
+    clock = VirtualClock(auto=True)
+    backend = ScriptedBackend(clock=clock, default="</response> hi")
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def stuck(event):
+        started.set()
+        await release.wait()
+
+    async with session(tmp_path, backend, duration=3, clock=clock, live=False) as s:
+        handle = s.on("decision", stuck)
+        handle._sub.maxsize = 1  # a tiny queue so that the handler falls behind
+        await s.set_task("watch")
+        await asyncio.wait_for(s.run(), 30)
+        await asyncio.wait_for(started.wait(), 5)
+        release.set()
+        await asyncio.sleep(0.1)
+        errors = s._store.events(s.session_id, kinds="error")
+    assert any(e.category == "handler_lagging" and "missed" in e.message for e in errors)

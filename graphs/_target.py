@@ -44,21 +44,8 @@ def request_input(request: DelegationRequest, *, max_frames: int = 8) -> dict[st
     """The input state a graph target is invoked with (documented in the module)."""
     from langchain_core.messages import HumanMessage
 
-    frames = sorted(request.frames, key=lambda f: f.t)
-    frames = frames[-max_frames:] if max_frames > 0 else []
-    content: list[dict[str, Any]] = []
-    for frame in frames:
-        content.append({"type": "text", "text": f"Frame at {frame.t:.1f} s:"})
-        content.append({"type": "image_url", "image_url": {"url": frame.data_url}})
-    lines = []
-    if request.task:
-        lines.append(f"Standing task: {request.task}")
-    if request.recent_speech:
-        lines.append("Said lately: " + " | ".join(request.recent_speech[-5:]))
-    if request.note:
-        lines.append(f"The assistant's note: {request.note}")
-    lines.append(f"Question: {request.question}")
-    content.append({"type": "text", "text": "\n".join(lines)})
+    frames = request.recent_frames(max_frames)
+    content = request.chat_content(max_frames)
     return {
         "question": request.question,
         "note": request.note,

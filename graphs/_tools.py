@@ -237,18 +237,8 @@ class _InProcess:
         upto = session.bus.last_seq
 
         def read() -> dict[str, Any]:
-            rows = store.events(session.session_id, after_seq=cursor, kinds=kinds,
-                                limit=max_events + 1)
-            oldest, _ = store.event_bounds(session.session_id)
-            truncated = len(rows) > max_events
-            rows = rows[:max_events]
-            if truncated:
-                next_cursor = rows[-1].seq
-            else:
-                next_cursor = max(cursor, upto, rows[-1].seq if rows else 0)
-            behind = cursor + 1 < oldest if oldest else cursor < upto
-            return {"events": [e.model_dump(mode="json") for e in rows], "cursor": next_cursor,
-                    "truncated": truncated, "behind_retention": behind, "oldest_seq": oldest}
+            return store.event_page(session.session_id, cursor=cursor, kinds=kinds,
+                                    max_events=max_events, upto=upto)
 
         return await self._thread(read)  # type: ignore[no-any-return]
 

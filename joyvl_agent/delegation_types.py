@@ -75,6 +75,32 @@ class DelegationRequest(BaseModel):
     recent_speech: list[str] = Field(default_factory=list)
     session_id: str
 
+    def recent_frames(self, max_frames: int) -> list[DelegationFrame]:
+        """The newest `max_frames` frames, oldest first."""
+        frames = sorted(self.frames, key=lambda f: f.t)
+        return frames[-max_frames:] if max_frames > 0 else []
+
+    def chat_content(self, max_frames: int) -> list[dict[str, Any]]:
+        """One OpenAI-style user turn: each frame after its time, then `context_text()`."""
+        content: list[dict[str, Any]] = []
+        for frame in self.recent_frames(max_frames):
+            content.append({"type": "text", "text": f"Frame at {frame.t:.1f} s:"})
+            content.append({"type": "image_url", "image_url": {"url": frame.data_url}})
+        content.append({"type": "text", "text": self.context_text()})
+        return content
+
+    def context_text(self) -> str:
+        """The request as text for a model: task, recent speech, note, then the question."""
+        lines = []
+        if self.task:
+            lines.append(f"Standing task: {self.task}")
+        if self.recent_speech:
+            lines.append("Said lately: " + " | ".join(self.recent_speech[-5:]))
+        if self.note:
+            lines.append(f"The assistant's note: {self.note}")
+        lines.append(f"Question: {self.question}")
+        return "\n".join(lines)
+
 
 class Artifact(BaseModel):
     """Something a target produced besides text: an image, a chart spec, an HTML page."""

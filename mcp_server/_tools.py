@@ -117,18 +117,8 @@ async def _read_page(app: App, cursor: int, kinds: list[str] | None,
     upto = session.bus.last_seq  # every seq up to here is already committed
 
     def read() -> EventPage:
-        rows = store.events(session.session_id, after_seq=cursor, kinds=kinds,
-                            limit=max_events + 1)
-        oldest, _ = store.event_bounds(session.session_id)
-        truncated = len(rows) > max_events
-        rows = rows[:max_events]
-        if truncated:
-            next_cursor = rows[-1].seq
-        else:  # everything up to `upto` was seen, matching or not
-            next_cursor = max(cursor, upto, rows[-1].seq if rows else 0)
-        behind = cursor + 1 < oldest if oldest else cursor < upto
-        return EventPage(events=[e.model_dump(mode="json") for e in rows], cursor=next_cursor,
-                         truncated=truncated, behind_retention=behind, oldest_seq=oldest)
+        return EventPage(**store.event_page(session.session_id, cursor=cursor, kinds=kinds,
+                                            max_events=max_events, upto=upto))
 
     return await app.in_thread(read)
 

@@ -109,21 +109,7 @@ class OpenAIModelTarget:
 
     def messages(self, request: DelegationRequest) -> list[dict[str, Any]]:
         """The chat messages for `request`: a system prompt and one user turn with frames."""
-        lines = []
-        if request.task:
-            lines.append(f"Standing task: {request.task}")
-        if request.recent_speech:
-            lines.append("Said lately: " + " | ".join(request.recent_speech[-5:]))
-        if request.note:
-            lines.append(f"The assistant's note: {request.note}")
-        frames = sorted(request.frames, key=lambda f: f.t)
-        frames = frames[-self.max_frames:] if self.max_frames else []
-        content: list[dict[str, Any]] = []
-        for frame in frames:
-            content.append({"type": "text", "text": f"Frame at {frame.t:.1f} s:"})
-            content.append({"type": "image_url", "image_url": {"url": frame.data_url}})
-        lines.append(f"Question: {request.question}")
-        content.append({"type": "text", "text": "\n".join(lines)})
+        content = request.chat_content(self.max_frames)
         return [{"role": "system", "content": self.system_prompt},
                 {"role": "user", "content": content}]
 

@@ -243,6 +243,34 @@ class Store:
             rows = self.db.execute(sql, params).fetchall()
         return [parse_event(body) for (body,) in rows]
 
+    def event_page(
+        self,
+        session_id: str,
+        *,
+        cursor: int,
+        kinds: str | Iterable[str] | None = None,
+        max_events: int = 100,
+        upto: int | None = None,
+    ) -> dict[str, Any]:
+        """One page of the event log after `cursor` (the long-poll's semantics).
+
+        Returns `{events (flat dicts), cursor, truncated, behind_retention, oldest_seq}`.
+        `upto` is the newest seq known to be committed: when the page is not truncated the
+        returned cursor moves past it, so events that did not match `kinds` are not re-read.
+        """
+        rows = self.events(session_id, after_seq=cursor, kinds=kinds, limit=max_events + 1)
+        oldest, newest = self.event_bounds(session_id)
+        upto = newest if upto is None else upto
+        truncated = len(rows) > max_events
+        rows = rows[:max_events]
+        if truncated:
+            next_cursor = rows[-1].seq
+        else:  # everything up to `upto` was seen, matching or not
+            next_cursor = max(cursor, upto, rows[-1].seq if rows else 0)
+        behind = cursor + 1 < oldest if oldest else cursor < upto
+        return {"events": [e.model_dump(mode="json") for e in rows], "cursor": next_cursor,
+                "truncated": truncated, "behind_retention": behind, "oldest_seq": oldest}
+
     def event_bounds(self, session_id: str) -> tuple[int, int]:
         """(oldest, newest) seq still stored for a session; (0, 0) when none."""
         with self._lock, sqlite_errors(f"reading events of {session_id}"):

@@ -15,15 +15,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio
 import numpy as np
 import pytest
-import uvicorn
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.graph import END, START, StateGraph
 from PIL import Image
-from starlette.applications import Starlette
-from starlette.routing import Mount
 from typing_extensions import TypedDict
 
 from joyvl_agent import WallClock, load_config
@@ -34,10 +30,10 @@ from joyvl_agent.graphs import (
     remote_session_tools,
     watch,
 )
-from joyvl_agent.mcp_server import build_server, http_app
 from joyvl_agent.session import Session
 
 from .fakes.backends import ScriptedBackend
+from .fakes.serving import serve_mcp
 from .fakes.sources import CyclingSource
 from .fakes.vision import COLOURS, colours_in
 from .test_graphs import ToolCallingFake, until
@@ -71,32 +67,8 @@ async def serving(tmp_path: Path, script: list[str], *, task: str | None = None
     clock = WallClock()
     session = Session(config, source=CyclingSource([red_frame()], clock=clock, fps=10),
                       backend=ScriptedBackend(script, clock=clock), clock=clock)
-    server = build_server(session, config=config)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await session.start()
-        if task:
-            await session.set_task(task)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(session.run)
-            async with server.session_manager.run():
-                yield
-            session.stop()
-        await session.close()
-
-    app = Starlette(routes=[Mount("/", app=http_app(server, config))], lifespan=lifespan)
-    web = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(web.serve, [sock])
-        for _ in range(1000):
-            if web.started:
-                break
-            await anyio.sleep(0.01)
-        try:
-            yield f"http://127.0.0.1:{port}/mcp", session
-        finally:
-            web.should_exit = True
+    async with serve_mcp(session, config, sock, task=task) as url:
+        yield url, session
 
 
 def spoken(session: Session, reason: str) -> list[str]:

@@ -16,21 +16,19 @@ import anyio
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPDeprecationWarning
-from starlette.applications import Starlette
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from joyvl_agent import Store, WallClock, load_config
-from joyvl_agent.mcp_server import build_server, http_app
 from joyvl_agent.session import Session
 from joyvl_agent.synth import generate
 
 from .fakes.backends import ScriptedBackend
+from .fakes.serving import serve_mcp
 from .fakes.sources import CyclingSource, colour_frames
 
 pytestmark = pytest.mark.anyio
@@ -75,35 +73,12 @@ async def serving(tmp_path: Path, *, tokens: bool = True) -> AsyncIterator[tuple
     clock = WallClock()
     session = Session(config, source=CyclingSource(colour_frames(), clock=clock, fps=10),
                       backend=ScriptedBackend(default="</silence>"), clock=clock)
-    server = build_server(session, config=config)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await session.start()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(session.run)
-            async with server.session_manager.run():
-                yield
-            session.stop()
-        await session.close()
 
     async def health(request):
         return JSONResponse({"status": "ok"})
 
-    mcp_app = http_app(server, config)  # creates server.session_manager
-    app = Starlette(routes=[Route("/health", health), Mount("/", app=mcp_app)],
-                    lifespan=lifespan)
-    web = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(web.serve, [sock])
-        for _ in range(1000):
-            if web.started:
-                break
-            await anyio.sleep(0.01)
-        try:
-            yield f"http://127.0.0.1:{port}/mcp", session
-        finally:
-            web.should_exit = True
+    async with serve_mcp(session, config, sock, routes=[Route("/health", health)]) as url:
+        yield url, session
 
 
 @contextlib.asynccontextmanager

@@ -43,6 +43,8 @@ from joyvl_agent.tools import (
 )
 from tests.fakes.openai_server import FakeOpenAIServer
 
+from .fakes.targets import RecordingProgress, make_request
+
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,16 +57,11 @@ def frame(t: float, side: int = 32) -> DelegationFrame:
 
 
 def request(question: str = "What is on the card?", *, frames: int = 0, **kw) -> DelegationRequest:
-    return DelegationRequest(task_id="task-1", session_id="s1", question=question,
-                             frames=[frame(float(i)) for i in range(frames)], **kw)
+    return make_request(question, [frame(float(i)) for i in range(frames)],
+                        task_id="task-1", **kw)
 
 
-class Progress:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, float | None, float | None]] = []
-
-    async def __call__(self, message: str, value: float | None, total: float | None) -> None:
-        self.events.append((message, value, total))
+Progress = RecordingProgress
 
 
 # --- public surface -------------------------------------------------------------------------

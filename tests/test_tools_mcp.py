@@ -27,6 +27,8 @@ from joyvl_agent.tools import (
 )
 from tests.fakes.mcp_servers import RED_PNG, HttpServer, build_server
 
+from .fakes.targets import RecordingProgress, make_request
+
 pytestmark = pytest.mark.anyio
 
 SERVER_SCRIPT = Path(__file__).resolve().parent / "fakes" / "mcp_servers.py"
@@ -40,16 +42,11 @@ def frame(t: float) -> DelegationFrame:
 
 
 def request(question: str = "How many apples?", *, frames: int = 0, **kw) -> DelegationRequest:
-    return DelegationRequest(task_id="t1", session_id="s1", question=question,
-                             frames=[frame(float(i)) for i in range(frames)], **kw)
+    return make_request(question, [frame(float(i)) for i in range(frames)],
+                        task_id="t1", **kw)
 
 
-class Progress:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, float | None, float | None]] = []
-
-    async def __call__(self, message: str, value: float | None, total: float | None) -> None:
-        self.events.append((message, value, total))
+Progress = RecordingProgress
 
 
 def stdio_params() -> StdioServerParameters:

@@ -40,3 +40,20 @@ class ClockTarget:
             return DelegationResult(text=self.answer, data={"count": 7})
         finally:
             self.running -= 1
+
+
+class RecordingProgress:
+    """A `progress` callback that records what a target reported."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, float | None, float | None]] = []
+
+    async def __call__(self, message: str, value: float | None, total: float | None) -> None:
+        self.events.append((message, value, total))
+
+
+def make_request(question: str, frames: list, *, task_id: str = "task-1",
+                 **kw) -> DelegationRequest:
+    """A delegation request for target tests."""
+    return DelegationRequest(task_id=task_id, session_id="s1", question=question,
+                             frames=frames, **kw)

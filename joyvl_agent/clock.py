@@ -166,21 +166,35 @@ class VirtualClock:
     def _ensure_driver(self) -> None:
         if not self._auto or (self._driver is not None and not self._driver.done()):
             return
-        self._driver = asyncio.get_running_loop().create_task(
-            self._drive(), name="virtual-clock-driver"
-        )
+        self._driver = asyncio.get_running_loop().create_task(self._drive(), name=_DRIVER)
 
     async def _drive(self) -> None:
         """Jump to the next deadline whenever everything else is waiting."""
+        loop = asyncio.get_running_loop()
         while True:
             await _settle(self._IDLE_PASSES)
             if self._holds:
                 await asyncio.sleep(0.001)
                 continue
+            if _has_ready_work(loop):  # another task is between two awaits: not idle yet
+                continue
             nxt = self._next_deadline()
             if nxt is None:
                 return
             self._set(nxt)
+
+
+_DRIVER = "virtual-clock-driver"
+
+
+def _has_ready_work(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether callbacks are queued to run now, other than clock drivers settling (asyncio's
+    own loop keeps them in `_ready`; with other loops the driver counts passes alone)."""
+    for handle in getattr(loop, "_ready", ()):
+        owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+        if not (isinstance(owner, asyncio.Task) and owner.get_name() == _DRIVER):
+            return True
+    return False
 
 
 async def _settle(passes: int = 8) -> None:

@@ -409,6 +409,7 @@ class Session:
 
     async def _tick_loop(self) -> None:
         next_t: float | None = None
+        late = False  # the last tick overran the interval
         while not self._stop.is_set():
             if not self._resume.is_set():
                 await self._resume.wait()
@@ -419,8 +420,14 @@ class Session:
                 await self.sampler.wait_for()
                 frames = self.sampler.take()
             else:
-                await self.sampler.wait_for(next_t)
-                frames = self.sampler.take(until=next_t)
+                # after a slow tick, take the newest frame at hand rather than wait for one
+                # at or after `next_t`, and keep the grid on frame times from there on
+                frames = self.sampler.take(until=next_t) if late else []
+                if frames:
+                    next_t = frames[-1].t
+                else:
+                    await self.sampler.wait_for(next_t)
+                    frames = self.sampler.take(until=next_t)
                 if not frames and not self.sampler.ended:
                     # no frame fell in this interval (a sparse file): tick on the next one
                     frames = self.sampler.take(until=self.sampler.next_new_t())
@@ -437,7 +444,8 @@ class Session:
             await self._tick(frames)
             next_t += self.interval
             now = self.bus.session_time()
-            if now > next_t:  # the model was slower than the interval: no backlog
+            late = now > next_t
+            if late:  # the model was slower than the interval: no backlog
                 next_t = now
         self._stop.set()
 

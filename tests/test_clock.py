@@ -80,3 +80,15 @@ async def test_wall_clock_sleep_and_now():
     await clock.sleep(0.01)
     assert clock.now() - t0 >= 0.009
     assert clock.wall().tzinfo is not None
+
+
+async def test_auto_clock_does_not_advance_while_a_task_is_still_running() -> None:
+    # a task taking many loop passes between two awaits on the clock (publishing, encoding)
+    # must not see time jump under it: the clock only moves when the loop is idle
+    clock = VirtualClock(auto=True)
+    sleeper = asyncio.create_task(clock.sleep(5))
+    for _ in range(200):
+        await asyncio.sleep(0)
+    assert clock.now() == 0.0
+    await sleeper
+    assert clock.now() == 5.0

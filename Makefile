@@ -11,7 +11,7 @@ PIP := $(PY) -m pip
 APT_PACKAGES ?= ffmpeg espeak-ng rtsp-server-perl
 DEMO_DIR ?= .cache/demo
 
-.PHONY: run test lint docs clean system-deps venv
+.PHONY: run test eval lint docs clean system-deps venv
 
 DEMO_TASK ?= Tell me whenever something appears or leaves
 PORT ?= 8765
@@ -26,6 +26,14 @@ run: venv system-deps
 test: venv system-deps
 	$(PY) -m pytest -q
 	$(VENV)/bin/ruff check .
+
+# The full evaluation suite with the oracle (it measures the system, not a model); score a real
+# model with `make eval MODEL_URL=http://127.0.0.1:8000/v1 MODEL=name`.
+EVAL_SUITE ?= suite
+EVAL_OUT ?= eval-results
+eval: venv system-deps
+	$(VENV)/bin/joyvl eval $(EVAL_SUITE) --out $(EVAL_OUT) $(if $(MODEL_URL),--model-url $(MODEL_URL)) \
+	  $(if $(MODEL),--model $(MODEL)) $(EVAL_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -525,9 +525,11 @@ def mcp_command(state: _State, source: str, **kw: Any) -> None:
 
 
 def _register_wings() -> None:
+    from ._cli_eval import eval_command
     from ._cli_memory import memory
 
     cli.add_command(memory)
+    cli.add_command(eval_command)
 
 
 _register_wings()

@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from .._numwords import ONES, TENS
+
 __all__ = [
     "ACCEPTED_FORMS",
     "JUST_NOW_S",
@@ -71,16 +73,8 @@ for _names, _secs in (
     for _n in _names:
         _UNITS[_n] = _secs
 
-_ONES = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
-    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
-    "nineteen": 19,
-}
-_TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-    "eighty": 80, "ninety": 90,
-}
+_ONES = ONES
+_TENS = TENS
 _FILLERS = {"about", "around", "roughly", "approximately", "approx", "some", "~", "like"}
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
 _CLOCK = re.compile(r"^(?:at )?(?:(\d+):)?(\d{1,2}):(\d{2}(?:\.\d+)?)$")

@@ -9,6 +9,7 @@ has the upstream system prompt can load it from a file (`load_system_prompt`), a
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,7 @@ __all__ = [
     "PERSONAS",
     "QA_HISTORY_HEADER",
     "QUERY_HEADER",
+    "TIME_MARKER_PATTERN",
     "UPSTREAM_SYSTEM_PROMPT_SHA256",
     "VIDEO_HISTORY_HEADER",
     "Persona",
@@ -129,3 +131,7 @@ def load_system_prompt(path: str | Path) -> str:
 def time_marker(t: float) -> str:
     """The time marker the model sees: `<12.0 seconds>`."""
     return f"<{t:.1f} seconds>"
+
+
+#: Finds the time markers `time_marker` writes; group 1 is the seconds.
+TIME_MARKER_PATTERN = re.compile(r"<(\d+(?:\.\d+)?) seconds>")

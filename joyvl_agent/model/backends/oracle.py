@@ -16,13 +16,13 @@ from pathlib import Path
 from ...clock import Clock
 from ...errors import ModelError
 from ...synth import GroundTruth, TruthEvent
+from .._texts import TIME_MARKER_PATTERN
 from .._types import ModelReply, ModelRequest
 
 __all__ = ["OracleBackend", "describe_event"]
 
 log = logging.getLogger("joyvl_agent.model")
 
-_MARKER = re.compile(r"<(\d+(?:\.\d+)?) seconds>")
 _RANGE = re.compile(r"<\d+(?:\.\d+)? seconds ~ \d+(?:\.\d+)? seconds>")
 
 
@@ -63,6 +63,8 @@ class OracleBackend:
         truth: The clip's ground truth, or the path of its `.json` (or of the clip itself).
         latency_s: Simulated compute time per call, in clock seconds.
         clock: The session clock (needed when `latency_s` > 0).
+        announce: Log that answers come from ground truth (the evaluation, which says so
+            in its reports, turns it off).
     """
 
     name = "oracle (ground truth, not a model)"
@@ -74,6 +76,7 @@ class OracleBackend:
         *,
         latency_s: float = 0.0,
         clock: Clock | None = None,
+        announce: bool = True,
     ) -> None:
         if not isinstance(truth, GroundTruth):
             path = Path(truth)
@@ -90,7 +93,9 @@ class OracleBackend:
         self.latency_s = latency_s
         self.clock = clock
         self._spoken: set[tuple[int, int]] = set()
-        log.warning("using the oracle backend: answers come from ground truth, not a model")
+        if announce:
+            log.warning("using the oracle backend: answers come from ground truth, "
+                        "not a model")
 
     async def aclose(self) -> None:
         return None
@@ -119,7 +124,7 @@ class OracleBackend:
     def _summary(self, request: ModelRequest) -> str:
         """What happened between the first and last time marker of a summary request."""
         times = [float(x) for m in request.messages if m.role == "user"
-                 for x in _MARKER.findall(m.text)]
+                 for x in TIME_MARKER_PATTERN.findall(m.text)]
         if not times:
             return "Nothing was shown."
         start, end = min(times), max(times)
@@ -134,7 +139,7 @@ class OracleBackend:
     def _latest_time(request: ModelRequest) -> float:
         for message in reversed(request.messages):
             if message.role == "user":
-                found = _MARKER.findall(message.text)
+                found = TIME_MARKER_PATTERN.findall(message.text)
                 if found:
                     return float(found[-1])
         return 0.0

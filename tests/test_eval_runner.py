@@ -264,3 +264,14 @@ def test_cli_reports_a_bad_scenario_file_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "capability" in result.output and "must end after it starts" in result.output
     assert "Traceback" not in result.output
+
+
+def test_public_names_are_exported() -> None:
+    import inspect
+
+    from joyvl_agent import eval as eval_package
+
+    public = {n for n, v in vars(eval_package).items()
+              if not n.startswith("_") and not inspect.ismodule(v)}
+    assert set(eval_package.__all__) == public
+    assert len(eval_package.__all__) == len(set(eval_package.__all__))

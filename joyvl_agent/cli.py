@@ -180,6 +180,8 @@ def session_options(fn: F) -> F:
                      default=None, help="Use this system prompt text."),
         click.option("--idle-policy", type=click.Choice(["silent", "proactive"]), default=None,
                      help="With no task: skip the model (silent) or let it talk (proactive)."),
+        click.option("--codec", type=click.Choice(["uniform", "adaptive"]), default=None,
+                     help="Frame coding: every frame in full, or AdaCodec (tokens on change)."),
         click.option("--fast", is_flag=True, help="Play files as fast as the model allows."),
         click.option("--loop", "loop_file", is_flag=True, help="Replay a file source forever."),
         click.option("--oracle-fallback", is_flag=True,
@@ -204,7 +206,8 @@ def _session_config(state: _State, kw: dict[str, Any], **extra: Any) -> Config:
     return state.config(
         model__url=kw["model_url"], model__name=kw["model_name"], model__dialect=kw["dialect"],
         model__persona=kw["persona"], model__system_prompt_file=kw["system_prompt"],
-        model__idle_policy=kw["idle_policy"], source__interval_s=kw["interval"], **extra,
+        model__idle_policy=kw["idle_policy"], source__interval_s=kw["interval"],
+        codec__mode=kw["codec"], **extra,
     )
 
 
@@ -525,11 +528,13 @@ def mcp_command(state: _State, source: str, **kw: Any) -> None:
 
 
 def _register_wings() -> None:
+    from ._cli_codec import codec_command
     from ._cli_eval import eval_command
     from ._cli_memory import memory
 
     cli.add_command(memory)
     cli.add_command(eval_command)
+    cli.add_command(codec_command)
 
 
 _register_wings()

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -100,9 +108,39 @@ class SourceConfig(_Section):
 class CodecConfig(_Section):
     """How sampled frames become images in the prompt."""
 
-    mode: Literal["adaptive", "uniform"] = "uniform"
-    max_pixels: int = Field(262_144, ge=3136, description="Pixel cap per image sent")
+    mode: Literal["adaptive", "uniform"] = Field(
+        "uniform", description="uniform: every sampled frame in full; adaptive: AdaCodec")
+    max_pixels: int = Field(262_144, ge=3136, description="Pixel cap per image (keyframes)")
     jpeg_quality: int = Field(85, ge=30, le=100)
+    tokens_per_minute: int = Field(
+        4000, ge=100, description="AdaCodec's visual-token budget per minute")
+    predicted_pixels: int = Field(
+        65_536, ge=3136, description="Pixels of a predicted (small-change) frame")
+    min_predicted_pixels: int = Field(
+        16_384, ge=3136, description="Floor the budget may lower predicted frames to")
+    refresh_s: float = Field(60.0, gt=0, description="A keyframe at least this often")
+    noise_tolerance: float = Field(
+        8.0, ge=0, description="Luma levels of per-pixel difference treated as noise")
+    change_threshold: float = Field(
+        14.0, gt=0, description="Mean residual (luma levels) of a block that changed")
+    shake_px: int = Field(2, ge=0, le=8, description="Camera shake tolerated (160-px image)")
+    scene_threshold: float = Field(
+        0.3, gt=0, le=1, description="Colour-histogram distance that means a new scene")
+    light_jump: float = Field(
+        12.0, gt=0, description="Sudden change of mean brightness (luma levels) per sample")
+    local_share: float = Field(
+        0.35, gt=0, le=1, description="Changed share above which motion may be predicted")
+    busy_motion: float = Field(
+        0.25, gt=0, le=1, description="Recent changed share that makes a scene busy")
+    drift_share: float = Field(
+        0.05, ge=0, le=1, description="Share of faintly changed blocks sent as predicted")
+
+    @model_validator(mode="after")
+    def _floor_below_predicted(self) -> CodecConfig:
+        if self.min_predicted_pixels > self.predicted_pixels:
+            raise ValueError(f"min_predicted_pixels ({self.min_predicted_pixels}) must not "
+                             f"exceed predicted_pixels ({self.predicted_pixels})")
+        return self
 
 
 class MemoryConfig(_Section):

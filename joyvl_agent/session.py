@@ -73,7 +73,17 @@ from .model import (
     load_system_prompt,
 )
 from .model._resolve import budget_from_config, dialect_for, resolve_backend, sampling_from_config
-from .stream import Sampler, Source, VideoFrame, encode_jpeg, redact
+from .stream import (
+    AdaCodec,
+    CodedFrame,
+    FrameCodec,
+    Sampler,
+    Source,
+    VideoFrame,
+    encode_jpeg,
+    make_codec,
+    redact,
+)
 
 __all__ = ["HandlerSubscription", "Session", "SessionStatus"]
 
@@ -101,6 +111,8 @@ class SessionStatus(BaseModel):
     prompt_tokens: int
     prompt_images: int
     prompt_turns: int
+    codec: str
+    visual_tokens_per_min: int
     frames_decoded: int
     frames_dropped: int
     reconnects: int
@@ -190,6 +202,7 @@ class Session:
         self.summary_grace_s = 5.0
         self.retention_every_s = 600.0
         self._recent_images: deque[EncodedImage] = deque(maxlen=8)
+        self._sent_tokens: deque[tuple[float, int]] = deque()  # (frame_t, visual tokens)
         self._speech: deque[str] = deque(maxlen=5)
         self._embedder: Embedder | None = None
         self.error: str | None = None
@@ -272,7 +285,8 @@ class Session:
             compress_every=cfg.memory.compress_every,
             long_term_tokens=cfg.memory.long_term_tokens,
         )
-        self.model.builder.on_rollover = self.memory.chunk_closed
+        self.codec: FrameCodec = make_codec(cfg.codec)
+        self.model.builder.on_rollover = self._chunk_closed
         dcfg = cfg.delegation
         self.delegation = DelegationBridge(
             self.bus, self._supervisor, targets=self._targets, allow=dcfg.allow or None,
@@ -299,6 +313,13 @@ class Session:
             except JoyVLError as exc:
                 log.warning("model warm-up failed: %s", exc)
         self.state = "running"
+
+    def _chunk_closed(self, index: int, turns: list[Any]) -> None:
+        """A chunk left the prompt: summarize it, and let the next frame be a keyframe (the
+        image the codec predicted from may be gone)."""
+        self.memory.chunk_closed(index, turns)
+        if isinstance(self.codec, AdaCodec):
+            self.codec.reset()
 
     def _make_summarizer(self, backend: ModelBackend) -> Summarizer:
         mem = self.config.memory
@@ -455,9 +476,12 @@ class Session:
     async def _tick(self, frames: Sequence[VideoFrame]) -> None:
         self.ticks += 1
         try:
-            images = await self._encode(frames)
+            coded = await self._encode(frames)
+            images = [c.image for c in coded if c.image is not None]
             self._recent_images.extend(images)
-            await self.model.tick(images, frames[0].t)
+            self._sent_tokens.extend((c.frame_t, c.est_tokens) for c in coded if c.image)
+            note = coded[-1].note if not images else None
+            await self.model.tick(images, frames[0].t, note=note)
         except asyncio.CancelledError:
             raise
         except JoyVLError as exc:
@@ -466,32 +490,49 @@ class Session:
             log.exception("tick failed")
             await self._report("tick", "internal", exc)
 
-    async def _encode(self, frames: Sequence[VideoFrame]) -> list[EncodedImage]:
-        codec = self.config.codec
+    async def _encode(self, frames: Sequence[VideoFrame]) -> list[CodedFrame]:
+        """Code the tick's frames (uniform: every one in full; adaptive: AdaCodec), once, on
+        a worker thread, and archive a thumbnail (adaptive: of keyframes only)."""
+        codec = self.codec
         thumb_every = self.config.memory.thumbnail_interval_s
         first = frames[0]
-        want_thumb = thumb_every > 0 and (
-            self._last_thumb_t is None or first.t - self._last_thumb_t >= thumb_every)
 
-        def work() -> tuple[list[EncodedImage], EncodedImage | None]:
-            images = [encode_jpeg(f.image, max_pixels=codec.max_pixels,
-                                  quality=codec.jpeg_quality, frame_t=f.t) for f in frames]
-            thumb = encode_jpeg(first.image, max_pixels=76_800, quality=70) if want_thumb else None
-            return images, thumb
+        def work() -> tuple[list[CodedFrame], EncodedImage | None, float]:
+            coded = [codec.code(f) for f in frames]
+            if codec.mode == "adaptive":
+                key = next((c for c, f in zip(coded, frames, strict=True)
+                            if c.kind == "keyframe"), None)
+                source = next((f for c, f in zip(coded, frames, strict=True) if c is key), None)
+            else:
+                due = thumb_every > 0 and (self._last_thumb_t is None
+                                           or first.t - self._last_thumb_t >= thumb_every)
+                source = first if due else None
+            if source is None or thumb_every <= 0:
+                return coded, None, 0.0
+            return coded, encode_jpeg(source.image, max_pixels=76_800, quality=70), source.t
 
         async with self.clock.hold():
-            images, thumb = await asyncio.to_thread(work)
+            coded, thumb, thumb_t = await asyncio.to_thread(work)
+        for c in coded:
+            if c.over_budget:
+                assert isinstance(codec, AdaCodec)
+                await self.bus.publish(ErrorEvent(
+                    stage="codec", category="codec_over_budget", retryable=False,
+                    message=f"{codec.tokens_last_minute(c.frame_t)} visual tokens in the last "
+                            f"minute, over the budget of {self.config.codec.tokens_per_minute}"
+                            ": keyframes are never dropped; lower [codec] max_pixels or raise "
+                            "tokens_per_minute"))
         if thumb is not None and self._store is not None:
-            self._last_thumb_t = first.t
+            self._last_thumb_t = thumb_t
             store = self._store
             try:
                 async with self.clock.hold():
                     await asyncio.to_thread(
-                        store.add_frame, self.session_id, frame_t=first.t, jpeg=thumb.jpeg,
+                        store.add_frame, self.session_id, frame_t=thumb_t, jpeg=thumb.jpeg,
                         width=thumb.width, height=thumb.height)
             except JoyVLError as exc:
                 await self._report("memory", "thumbnail", exc)
-        return images
+        return coded
 
     async def _report(self, stage: str, category: str, exc: BaseException) -> None:
         retryable = isinstance(exc, JoyVLError) and exc.retryable
@@ -604,6 +645,8 @@ class Session:
             self._tick_task = self._supervisor.spawn(self._tick_loop(), "ticks")
         else:
             self.model.reset()
+        if isinstance(self.codec, AdaCodec):
+            self.codec.reset()
         self.model.builder.set_memory(self.memory.blocks())
 
     def set_interval(self, seconds: float) -> None:
@@ -634,11 +677,20 @@ class Session:
             prompt_tokens=stats.tokens if stats else 0,
             prompt_images=stats.images if stats else 0,
             prompt_turns=stats.turns if stats else 0,
+            codec=self.codec.mode if hasattr(self, "codec") else self.config.codec.mode,
+            visual_tokens_per_min=self._visual_tokens_per_min(),
             frames_decoded=source.frames_decoded if source else 0,
             frames_dropped=(source.frames_dropped if source else 0) + self.sampler.unused,
             reconnects=source.reconnects if source else 0,
             last_seq=self.bus.last_seq,
         )
+
+    def _visual_tokens_per_min(self) -> int:
+        """Visual tokens sent in the last minute of frames (both codecs)."""
+        now = self.bus.session_time()
+        while self._sent_tokens and self._sent_tokens[0][0] <= now - 60:
+            self._sent_tokens.popleft()
+        return sum(n for _, n in self._sent_tokens)
 
     # -- handlers -------------------------------------------------------------------------
 

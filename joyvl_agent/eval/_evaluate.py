@@ -61,13 +61,15 @@ async def evaluate(
     judge_model: str | None = None,
     media_dir: str | Path | None = None,
     targets: Sequence[DelegationTarget] = (),
+    backend_factory: BackendFactory | None = None,
     suite: str | None = None,
     progress: Callable[[ScenarioScore], None] | None = None,
 ) -> EvalRun:
     """Play every scenario through a real session, score it and write the reports to `out_dir`.
 
     The model is the `ScenarioOracle` (measures the system, not a model) unless `model_url`
-    names an OpenAI-compatible endpoint (vLLM serving the interaction model, for instance).
+    names an OpenAI-compatible endpoint (vLLM serving the interaction model, for instance)
+    or `backend_factory` makes one per scenario (an in-process backend).
     Events of every run are kept in `out_dir/runs.db` (one session per scenario). A
     scenario that cannot run scores as all missed and says why; a judge that fails leaves
     its checks unscored and says so.
@@ -82,8 +84,10 @@ async def evaluate(
     _fresh_database(db)
     config = config or Config()
     backend: Any = None
-    factory: BackendFactory | None = None
+    factory: BackendFactory | None = backend_factory
     backend_name = ScenarioOracle.name
+    if model_url is not None and backend_factory is not None:
+        raise ValueError("give model_url or backend_factory, not both")
     if model_url is not None:
         from ..model.backends.openai_http import OpenAIBackend
 
@@ -133,12 +137,13 @@ async def evaluate(
         "scenarios": len(scores),
         "backend": scores[0].backend if scores else backend_name,
         "model_url": model_url,
-        "is_model": model_url is not None,
+        "is_model": model_url is not None or backend_factory is not None,
         "clock": "real" if realtime else "virtual",
-        "oracle_latency_s": None if model_url else oracle_latency_s,
+        "oracle_latency_s": None if factory else oracle_latency_s,
+        "codec": config.codec.mode,
         "tick_interval_s": config.source.interval_s,
         "judge": judge_url,
-        "note": None if model_url else (
+        "note": None if factory else (
             "The oracle answers every window right by construction: these figures measure "
             "the system (timing, missed windows, added delay), not a model."),
     }

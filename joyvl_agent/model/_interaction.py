@@ -275,8 +275,10 @@ class InteractionModel:
 
     # -- the tick -------------------------------------------------------------------------
 
-    async def tick(self, images: Sequence[EncodedImage], frame_t: float) -> DecisionEvent | None:
-        """Run one tick over `images` captured at `frame_t` (session seconds).
+    async def tick(self, images: Sequence[EncodedImage], frame_t: float, *,
+                   note: str | None = None) -> DecisionEvent | None:
+        """Run one tick over `images` captured at `frame_t` (session seconds); `note` is
+        text shown under the time marker (the codec's word for a frame it did not send).
 
         Returns the published decision, or None when the model call failed (a `model_error`
         was published and nothing was committed).
@@ -286,7 +288,8 @@ class InteractionModel:
         if self.task and self.task.expires_at is not None and now >= self.task.expires_at:
             await self._end_task("expired")
         plan = self._plan()
-        turn = self.builder.new_turn(frame_t, images, query=plan.query, results=plan.results)
+        turn = self.builder.new_turn(frame_t, images, query=plan.query, results=plan.results,
+                                     note=note)
         idle = plan.query is None and not plan.results
         forced = (idle and self.idle_policy == "silent") or not self.breaker.allow(now)
         if forced:

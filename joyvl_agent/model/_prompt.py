@@ -143,6 +143,8 @@ class Turn:
     t: float
     images: list[EncodedImage] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    note: str | None = None
+    """Text under the time marker in place of an image (the codec's unchanged frames)."""
     reply: str | None = None
     _tokens: tuple[str | None, int] | None = field(default=None, repr=False, compare=False)
 
@@ -152,6 +154,8 @@ class Turn:
             parts.append(TextPart(prefix))
         parts += [TextPart(t) for t in self.texts]
         parts.append(TextPart(time_marker(self.t)))
+        if self.note:
+            parts.append(TextPart(self.note))
         parts += self.images
         return ChatMessage("user", parts)
 
@@ -238,16 +242,17 @@ class PromptBuilder:
         *,
         query: str | None = None,
         results: Sequence[BackgroundResult] = (),
+        note: str | None = None,
     ) -> Turn:
         """The user side of this tick. `query` goes under the header only on the tick it
-        first arrives within this chunk."""
+        first arrives within this chunk; `note` goes under the time marker."""
         self.prefix()  # settle a pending chunk boundary first: it may carry the query
         texts = [self._result_text(r) for r in results]
         if query:
             q = _clip(query, self.budget.query_tokens)
             if q not in self._delivered() and q != self._prefix_query:
                 texts.append(f"{QUERY_HEADER}\n{q}")
-        return Turn(t=t, images=list(images), texts=texts)
+        return Turn(t=t, images=list(images), texts=texts, note=note)
 
     def build(
         self, turn: Turn, sampling: SamplingParams | None = None

@@ -1,5 +1,15 @@
 """Live ingestion: frames, their encoding, sources and sampling."""
 
+from ._codec import (
+    UNCHANGED_NOTE,
+    AdaCodec,
+    CodedFrame,
+    FrameClass,
+    FrameCodec,
+    UniformCodec,
+    make_codec,
+    visual_tokens,
+)
 from ._encode import encode_jpeg, fit_pixels
 from ._frame import VideoFrame
 from ._sampler import Sampler
@@ -18,15 +28,23 @@ from ._sources import (
 __all__ = [
     "IMAGE_SUFFIXES",
     "SOURCE_HELP",
+    "UNCHANGED_NOTE",
+    "AdaCodec",
+    "CodedFrame",
     "FileSource",
+    "FrameClass",
+    "FrameCodec",
     "ImageFolderSource",
     "LiveSource",
     "PushSource",
     "Sampler",
     "Source",
+    "UniformCodec",
     "VideoFrame",
     "encode_jpeg",
     "fit_pixels",
+    "make_codec",
     "open_source",
     "redact",
+    "visual_tokens",
 ]

@@ -37,14 +37,13 @@ def codec_command(state: Any, source: str, as_json: bool, interval: float | None
 
 async def _analyse(spec: str, config: Any, as_json: bool, duration: float | None) -> None:
     from .clock import VirtualClock
-    from .stream import AdaCodec, UniformCodec, open_source
+    from .stream import AdaCodec, fit_pixels, open_source, visual_tokens
 
     clock = VirtualClock(auto=True)
     step = config.source.interval_s
     source = open_source(spec, clock=clock, timebase=clock.now, fast=True,
                          sample_interval=step, options=dict(config.source.options) or None)
     ada = AdaCodec(config.codec.model_copy(update={"mode": "adaptive"}))
-    uniform = UniformCodec(config.codec)
     counts = {"keyframe": 0, "predicted": 0, "unchanged": 0}
     tokens = uniform_tokens = 0
     first_t: float | None = None
@@ -59,18 +58,19 @@ async def _analyse(spec: str, config: Any, as_json: bool, duration: float | None
             next_t = (frame.t if next_t is None else next_t) + step
             first_t = frame.t if first_t is None else first_t
             async with clock.hold():
-                coded, full = await asyncio.to_thread(
-                    lambda f=frame: (ada.code(f), uniform.code(f)))
+                coded = await asyncio.to_thread(ada.code, frame)
+            h, w = frame.image.shape[:2]
+            full = visual_tokens(*fit_pixels(w, h, config.codec.max_pixels))
             counts[coded.kind] += 1
             tokens += coded.est_tokens
-            uniform_tokens += full.est_tokens
+            uniform_tokens += full
             last_t = frame.t
             t = frame.t - first_t
             if as_json:
                 click.echo(json.dumps({
                     "frame_t": round(t, 3), "class": coded.kind, "reason": coded.reason,
                     "score": coded.score, "pixels": coded.pixels,
-                    "est_tokens": coded.est_tokens, "uniform_tokens": full.est_tokens}))
+                    "est_tokens": coded.est_tokens, "uniform_tokens": full}))
             else:
                 click.echo(f"{t:8.1f} s  {coded.kind:<9}  {coded.reason:<7}  score "
                            f"{coded.score:4.2f}  {coded.pixels:>8} px  {coded.est_tokens:>5} tok")

@@ -123,6 +123,8 @@ class CodecConfig(_Section):
         8.0, ge=0, description="Luma levels of per-pixel difference treated as noise")
     change_threshold: float = Field(
         14.0, gt=0, description="Mean residual (luma levels) of a block that changed")
+    faint_threshold: float = Field(
+        3.0, gt=0, description="Mean block residual (luma levels) of a faint change")
     shake_px: int = Field(2, ge=0, le=8, description="Camera shake tolerated (160-px image)")
     scene_threshold: float = Field(
         0.3, gt=0, le=1, description="Colour-histogram distance that means a new scene")
@@ -148,7 +150,8 @@ class MemoryConfig(_Section):
 
     language: str = Field("en", description="Language of summaries (BCP-47 tag)")
     thumbnail_interval_s: float = Field(
-        10.0, ge=0, description="Store a thumbnail of the sampled frame this often (0: never)"
+        10.0, ge=0, description="Store a thumbnail of the sampled frame this often (0: never; "
+        "adaptive codec: the first keyframe after each interval)"
     )
     summarize: bool = Field(True, description="Write mid- and long-term summaries")
     summarizer_url: str | None = Field(

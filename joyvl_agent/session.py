@@ -74,7 +74,6 @@ from .model import (
 )
 from .model._resolve import budget_from_config, dialect_for, resolve_backend, sampling_from_config
 from .stream import (
-    AdaCodec,
     CodedFrame,
     FrameCodec,
     Sampler,
@@ -203,6 +202,7 @@ class Session:
         self.retention_every_s = 600.0
         self._recent_images: deque[EncodedImage] = deque(maxlen=8)
         self._sent_tokens: deque[tuple[float, int]] = deque()  # (frame_t, visual tokens)
+        self.codec: FrameCodec = make_codec(self.config.codec)
         self._speech: deque[str] = deque(maxlen=5)
         self._embedder: Embedder | None = None
         self.error: str | None = None
@@ -285,7 +285,6 @@ class Session:
             compress_every=cfg.memory.compress_every,
             long_term_tokens=cfg.memory.long_term_tokens,
         )
-        self.codec: FrameCodec = make_codec(cfg.codec)
         self.model.builder.on_rollover = self._chunk_closed
         dcfg = cfg.delegation
         self.delegation = DelegationBridge(
@@ -318,8 +317,7 @@ class Session:
         """A chunk left the prompt: summarize it, and let the next frame be a keyframe (the
         image the codec predicted from may be gone)."""
         self.memory.chunk_closed(index, turns)
-        if isinstance(self.codec, AdaCodec):
-            self.codec.reset()
+        self.codec.reset()
 
     def _make_summarizer(self, backend: ModelBackend) -> Summarizer:
         mem = self.config.memory
@@ -479,14 +477,16 @@ class Session:
             coded = await self._encode(frames)
             images = [c.image for c in coded if c.image is not None]
             self._recent_images.extend(images)
-            self._sent_tokens.extend((c.frame_t, c.est_tokens) for c in coded if c.image)
             note = coded[-1].note if not images else None
-            await self.model.tick(images, frames[0].t, note=note)
+            if await self.model.tick(images, frames[0].t, note=note) is None:
+                self.codec.reset()  # the model never saw these images: resend in full
         except asyncio.CancelledError:
             raise
         except JoyVLError as exc:
+            self.codec.reset()
             await self._report("tick", "tick_error", exc)
         except Exception as exc:
+            self.codec.reset()
             log.exception("tick failed")
             await self._report("tick", "internal", exc)
 
@@ -497,30 +497,31 @@ class Session:
         thumb_every = self.config.memory.thumbnail_interval_s
         first = frames[0]
 
+        due = thumb_every > 0 and (self._last_thumb_t is None
+                                   or first.t - self._last_thumb_t >= thumb_every)
+
         def work() -> tuple[list[CodedFrame], EncodedImage | None, float]:
             coded = [codec.code(f) for f in frames]
-            if codec.mode == "adaptive":
-                key = next((c for c, f in zip(coded, frames, strict=True)
-                            if c.kind == "keyframe"), None)
-                source = next((f for c, f in zip(coded, frames, strict=True) if c is key), None)
-            else:
-                due = thumb_every > 0 and (self._last_thumb_t is None
-                                           or first.t - self._last_thumb_t >= thumb_every)
-                source = first if due else None
-            if source is None or thumb_every <= 0:
+            source: VideoFrame | None = first if due else None
+            if due and codec.mode == "adaptive":  # the archive keeps keyframes only
+                source = next((f for c, f in zip(coded, frames, strict=True)
+                               if c.kind == "keyframe"), None)
+            if source is None:
                 return coded, None, 0.0
             return coded, encode_jpeg(source.image, max_pixels=76_800, quality=70), source.t
 
         async with self.clock.hold():
             coded, thumb, thumb_t = await asyncio.to_thread(work)
+        budget = self.config.codec.tokens_per_minute
         for c in coded:
+            if c.image is not None:
+                self._tokens_in_last_minute(c.frame_t, c.est_tokens)
             if c.over_budget:
-                assert isinstance(codec, AdaCodec)
                 await self.bus.publish(ErrorEvent(
                     stage="codec", category="codec_over_budget", retryable=False,
-                    message=f"{codec.tokens_last_minute(c.frame_t)} visual tokens in the last "
-                            f"minute, over the budget of {self.config.codec.tokens_per_minute}"
-                            ": keyframes are never dropped; lower [codec] max_pixels or raise "
+                    message=f"{self._tokens_in_last_minute(c.frame_t)} visual "
+                            f"tokens in the last minute, over the budget of {budget}: "
+                            "keyframes are never dropped; lower [codec] max_pixels or raise "
                             "tokens_per_minute"))
         if thumb is not None and self._store is not None:
             self._last_thumb_t = thumb_t
@@ -645,8 +646,7 @@ class Session:
             self._tick_task = self._supervisor.spawn(self._tick_loop(), "ticks")
         else:
             self.model.reset()
-        if isinstance(self.codec, AdaCodec):
-            self.codec.reset()
+        self.codec.reset()
         self.model.builder.set_memory(self.memory.blocks())
 
     def set_interval(self, seconds: float) -> None:
@@ -677,17 +677,19 @@ class Session:
             prompt_tokens=stats.tokens if stats else 0,
             prompt_images=stats.images if stats else 0,
             prompt_turns=stats.turns if stats else 0,
-            codec=self.codec.mode if hasattr(self, "codec") else self.config.codec.mode,
-            visual_tokens_per_min=self._visual_tokens_per_min(),
+            codec=self.codec.mode,
+            visual_tokens_per_min=self._tokens_in_last_minute(self.bus.session_time()),
             frames_decoded=source.frames_decoded if source else 0,
             frames_dropped=(source.frames_dropped if source else 0) + self.sampler.unused,
             reconnects=source.reconnects if source else 0,
             last_seq=self.bus.last_seq,
         )
 
-    def _visual_tokens_per_min(self) -> int:
-        """Visual tokens sent in the last minute of frames (both codecs)."""
-        now = self.bus.session_time()
+    def _tokens_in_last_minute(self, now: float, add: int = 0) -> int:
+        """Visual tokens sent in the minute of frames before `now`, counting `add` sent at
+        `now` (both codecs; the one rolling window the status and the budget error use)."""
+        if add:
+            self._sent_tokens.append((now, add))
         while self._sent_tokens and self._sent_tokens[0][0] <= now - 60:
             self._sent_tokens.popleft()
         return sum(n for _, n in self._sent_tokens)

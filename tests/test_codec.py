@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from joyvl_agent.cli import cli
 from joyvl_agent.clock import VirtualClock
 from joyvl_agent.config import CodecConfig, Config, load_config
+from joyvl_agent.errors import CodecError, ModelError
 from joyvl_agent.events import DecisionEvent, ErrorEvent
 from joyvl_agent.session import Session
 from joyvl_agent.stream import (
@@ -99,14 +100,36 @@ def test_new_content_cut_and_sudden_light_are_keyframes_in_the_same_tick() -> No
 
 def test_a_busy_scene_is_predicted_until_its_palette_changes() -> None:
     frames, truth = render_frames("busy", seed=0, size=(640, 360), fps=2)
-    coded = [AdaCodec.code(codec, frame(img, i / 2))
-             for codec in [AdaCodec(ADAPTIVE)] for i, img in enumerate(frames) if i % 2 == 0]
+    codec = AdaCodec(ADAPTIVE)
+    coded = [codec.code(frame(img, i / 2)) for i, img in enumerate(frames) if i % 2 == 0]
     change = math.ceil(truth.events[0].t)
     by_t = {round(c.frame_t): c for c in coded}
     assert (by_t[change].kind, by_t[change].reason) == ("keyframe", "scene")
     predicted = [c for c in coded if c.kind == "predicted"]
     assert len(predicted) >= 20 and {c.reason for c in predicted} == {"motion"}
     assert all(c.pixels <= 65_536 for c in predicted)
+
+
+def test_a_new_frame_size_is_a_keyframe_even_in_a_busy_scene() -> None:
+    frames, _ = render_frames("busy", seed=0, size=(640, 360), fps=1, duration=10)
+    codec = AdaCodec(ADAPTIVE)
+    images = list(frames)
+    coded = code_all(codec, [*images[:6], *(img[:, 80:560].copy() for img in images[6:])])
+    assert any(c.kind == "predicted" for c in coded[:6])  # busy: motion is predicted
+    assert (coded[6].kind, coded[6].reason, coded[6].pixels) == ("keyframe", "resize",
+                                                                  480 * 360)
+
+
+def test_reset_makes_the_next_frame_a_keyframe_and_bad_frames_are_codec_errors() -> None:
+    codec = AdaCodec(ADAPTIVE)
+    assert [c.kind for c in code_all(codec, [room()] * 3)] == ["keyframe", "unchanged",
+                                                               "unchanged"]
+    codec.reset()
+    assert codec.code(frame(room(), 3.0)).reason == "first"
+    with pytest.raises(CodecError, match="RGB uint8"):
+        codec.code(frame(np.zeros((90, 160), np.uint8), 4.0))
+    tiny = [np.full((8, 8, 3), v, np.uint8) for v in (10, 10, 200)]
+    assert code_all(AdaCodec(ADAPTIVE), tiny)[2].kind != "unchanged"  # no crash, no blind spot
 
 
 def test_refresh_keyframe() -> None:
@@ -179,7 +202,8 @@ async def test_session_sends_notes_for_unchanged_frames_and_archives_keyframes(
     source = CyclingSource(images, clock=clock, fps=1, duration=12)
     backend = ScriptedBackend(default="</silence>")
     config = load_config(overrides={"db": str(tmp_path / "s.db"),
-                                    "codec": {"mode": "adaptive"}})
+                                    "codec": {"mode": "adaptive"},
+                                    "memory": {"thumbnail_interval_s": 5}})
     async with Session(config, source=source, backend=backend, clock=clock) as session:
         await session.set_task("Tell me when something changes")
         await session.run()
@@ -190,7 +214,27 @@ async def test_session_sends_notes_for_unchanged_frames_and_archives_keyframes(
     sent = [len(m.images) for m in per_tick]
     assert sent == [1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
     assert all(UNCHANGED_NOTE in m.text for m, n in zip(per_tick, sent, strict=True) if not n)
-    assert [f.frame_t for f in frames] == [0.0, 6.0]  # keyframes are what memory keeps
+    # memory keeps the first keyframe after each 5 s: not the unchanged frame at 5 s
+    assert [f.frame_t for f in frames] == [0.0, 6.0]
+
+
+async def test_a_failed_model_call_resends_the_change_in_full(tmp_path: Path) -> None:
+    clock = VirtualClock(auto=True)
+    still = room()
+    with_box = still.copy()
+    with_box[100:160, 200:260] = (20, 200, 40)
+    source = CyclingSource([still] * 3 + [with_box] * 4, clock=clock, fps=1, duration=7)
+    backend = ScriptedBackend(["</silence>", "</silence>", "</silence>",
+                               ModelError("the server went away")])
+    config = load_config(overrides={"db": str(tmp_path / "s.db"),
+                                    "codec": {"mode": "adaptive"}})
+    async with Session(config, source=source, backend=backend, clock=clock) as session:
+        await session.set_task("Tell me when something changes")
+        await session.run()
+    sent = [len(r.messages[-1].images) for r in backend.requests]
+    # tick 3 showed the box but failed: tick 4 sends it again, as a keyframe
+    assert sent == [1, 0, 0, 1, 1, 0, 0]
+    assert backend.requests[4].messages[-1].images[0].width == 640
 
 
 async def test_session_reports_a_budget_overrun_as_an_error_event(tmp_path: Path) -> None:

@@ -67,4 +67,4 @@ async def test_adaptive_codec_loses_no_timing_and_sends_fewer_tokens(tmp_path: P
                 for name in (*HIGHER_IS_BETTER, *LOWER_IS_BETTER)
                 if (why := worse(name, uniform.metrics[row], adaptive.metrics[row]))]
     assert not problems, "adaptive is worse than uniform:\n" + "\n".join(problems)
-    assert 0 < adaptive_tokens < uniform_tokens
+    assert 0 < adaptive_tokens <= 0.5 * uniform_tokens  # measured: 16,680 against 36,000

@@ -23,7 +23,14 @@ __all__ = [
     "SamplingParams",
     "TextPart",
     "chat_template_messages",
+    "visual_tokens",
 ]
+
+
+def visual_tokens(width: int, height: int) -> int:
+    """Visual tokens of a `width` x `height` image by the Qwen-VL rule: 32-pixel cells
+    (2x2 merged 16-px patches)."""
+    return max(1, round(width / 32)) * max(1, round(height / 32))
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,8 +49,8 @@ class EncodedImage:
 
     @property
     def est_tokens(self) -> int:
-        """Visual tokens by the Qwen-VL rule: 32-pixel cells (2x2 merged 16-px patches)."""
-        return max(1, round(self.width / 32)) * max(1, round(self.height / 32))
+        """Visual tokens by the Qwen-VL rule (see `visual_tokens`)."""
+        return visual_tokens(self.width, self.height)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Live ingestion: frames, their encoding, sources and sampling."""
 
+from ..model._types import visual_tokens
 from ._codec import (
     UNCHANGED_NOTE,
     AdaCodec,
@@ -8,7 +9,6 @@ from ._codec import (
     FrameCodec,
     UniformCodec,
     make_codec,
-    visual_tokens,
 )
 from ._encode import encode_jpeg, fit_pixels
 from ._frame import VideoFrame

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..errors import CodecError
+
 __all__ = ["Change", "Thumb", "measure", "scene_distance"]
 
 THUMB_WIDTH = 160
@@ -38,7 +40,14 @@ class Thumb:
 
     @classmethod
     def of(cls, image: np.ndarray) -> Thumb:
-        """Shrink an HxWx3 uint8 RGB frame (1080p in about 2 ms on one core)."""
+        """Shrink an HxWx3 uint8 RGB frame (1080p in about 2.5 ms on one core).
+
+        Raises:
+            CodecError: Not an RGB uint8 array.
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise CodecError(f"expected an RGB uint8 array of shape (h, w, 3), got "
+                             f"{image.dtype} {image.shape}")
         h, w = image.shape[:2]
         tw = min(THUMB_WIDTH, w)
         th = max(BLOCK, round(h * tw / w))
@@ -68,8 +77,6 @@ class Change:
     weak: float
     scene: float
     light: float
-    shift: tuple[int, int]
-    boxes: int
 
     @property
     def score(self) -> float:
@@ -109,8 +116,8 @@ def measure(
 ) -> Change:
     """Compare `current` with `reference` (see the module docstring for the tolerances)."""
     cur, ref = current.luma, reference.luma
-    if cur.shape != ref.shape:  # the source changed size: nothing lines up
-        return Change(strong=1.0, weak=1.0, scene=1.0, light=0.0, shift=(0, 0), boxes=1)
+    if cur.shape != ref.shape or min(cur.shape) < BLOCK:  # nothing lines up, or too small
+        return Change(strong=1.0, weak=0.0, scene=1.0, light=0.0)
     light = float(cur.mean() - ref.mean())
     cur = cur - light
     h, w = cur.shape
@@ -128,5 +135,5 @@ def measure(
     return Change(
         strong=float((blocks > strong).mean()),
         weak=float(((blocks > weak) & (blocks <= strong)).mean()),
-        scene=scene, light=light, shift=(dy, dx), boxes=blocks.size,
+        scene=scene, light=light,
     )

@@ -22,12 +22,13 @@ their floor; beyond that the overrun is reported (`CodedFrame.over_budget`), nev
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..config import CodecConfig
-from ..model._types import EncodedImage
+from ..model._types import EncodedImage, visual_tokens
 from ._change import Change, Thumb, measure, scene_distance
 from ._encode import encode_jpeg, fit_pixels
 from ._frame import VideoFrame
@@ -49,11 +50,6 @@ FrameClass = Literal["keyframe", "predicted", "unchanged"]
 UNCHANGED_NOTE = "(no visible change since the last image)"
 
 _WINDOW_S = 60.0
-
-
-def visual_tokens(width: int, height: int) -> int:
-    """Visual tokens of an image by the Qwen-VL rule (as `EncodedImage.est_tokens`)."""
-    return max(1, round(width / 32)) * max(1, round(height / 32))
 
 
 @dataclass(frozen=True)
@@ -87,6 +83,10 @@ class FrameCodec(Protocol):
 
     def code(self, frame: VideoFrame) -> CodedFrame: ...
 
+    def reset(self) -> None:
+        """Forget what the model has seen (its context was reset or lost a frame)."""
+        ...
+
 
 class UniformCodec:
     """Every frame in full, up to `max_pixels` (the `uniform` mode)."""
@@ -101,11 +101,15 @@ class UniformCodec:
                             quality=self.config.jpeg_quality, frame_t=frame.t)
         return CodedFrame(frame.t, "keyframe", "uniform", 1.0, image)
 
+    def reset(self) -> None:
+        return None
+
 
 class AdaCodec:
     """Adaptive coding of sampled frames against what the model has already seen.
 
-    Not thread-safe: one codec per session, called once per sampled frame in time order.
+    One codec per session, called once per sampled frame in time order (a lock keeps a
+    `reset` from another thread from interleaving with `code`).
     """
 
     mode = "adaptive"
@@ -118,13 +122,15 @@ class AdaCodec:
         self._motion = 0.0  # recent share of strongly changed blocks (an EMA)
         self._spent: deque[tuple[float, int]] = deque()
         self._reported_t: float | None = None
+        self._lock = threading.Lock()
 
     def reset(self) -> None:
         """Forget what the model has seen: the next frame is a keyframe."""
-        self._reference = None
-        self._previous = None
-        self._last_key_t = None
-        self._motion = 0.0
+        with self._lock:
+            self._reference = None
+            self._previous = None
+            self._last_key_t = None
+            self._motion = 0.0
 
     def tokens_last_minute(self, now: float) -> int:
         """Visual tokens sent in the minute before `now` (frame time)."""
@@ -133,8 +139,17 @@ class AdaCodec:
         return sum(n for _, n in self._spent)
 
     def code(self, frame: VideoFrame) -> CodedFrame:
-        cfg = self.config
+        """Classify and encode one frame.
+
+        Raises:
+            CodecError: The frame is not an RGB uint8 image.
+        """
         thumb = Thumb.of(frame.image)
+        with self._lock:
+            return self._code(frame, thumb)
+
+    def _code(self, frame: VideoFrame, thumb: Thumb) -> CodedFrame:
+        cfg = self.config
         spent = self.tokens_last_minute(frame.t)
         tight = spent >= cfg.tokens_per_minute
         kind, reason, change = self._classify(thumb, frame.t, tight)
@@ -165,8 +180,11 @@ class AdaCodec:
         cfg = self.config
         if self._reference is None or self._last_key_t is None:
             return "keyframe", "first", None
+        if thumb.luma.shape != self._reference.luma.shape:
+            return "keyframe", "resize", None
         change = measure(thumb, self._reference, noise=cfg.noise_tolerance,
-                         strong=cfg.change_threshold, shake_px=cfg.shake_px)
+                         strong=cfg.change_threshold, weak=cfg.faint_threshold,
+                         shake_px=cfg.shake_px)
         busy = self._motion >= cfg.busy_motion
         self._motion = 0.5 * self._motion + 0.5 * change.strong
         if t - self._last_key_t >= cfg.refresh_s:
@@ -184,8 +202,8 @@ class AdaCodec:
             return "keyframe", "change", change
         drifted = (change.weak >= cfg.drift_share or abs(change.light) >= cfg.light_jump
                    or change.scene >= cfg.scene_threshold)
-        if drifted and not tight:
-            return "predicted", "drift", change
+        if drifted:  # over budget, a drift waits (the reference stays, so it is not lost)
+            return ("unchanged", "budget", change) if tight else ("predicted", "drift", change)
         return "unchanged", "still", change
 
     def _predicted_pixels(self, w: int, h: int, spent: int) -> int:

@@ -7,8 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Debian packages the tests and the demo use: ffmpeg pushes test streams, rtsp-server-perl
-# serves RTSP in the ingestion tests, espeak-ng speaks.
-APT_PACKAGES ?= ffmpeg espeak-ng rtsp-server-perl
+# serves RTSP in the ingestion tests, espeak-ng speaks, chromium (with a font) runs the web
+# UI's browser tests through Playwright (never `playwright install`: it downloads browsers).
+APT_PACKAGES ?= ffmpeg espeak-ng rtsp-server-perl chromium fonts-dejavu-core
 DEMO_DIR ?= .cache/demo
 
 .PHONY: run test eval lint docs clean system-deps venv

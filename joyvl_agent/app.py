@@ -1,7 +1,8 @@
 """The `serve` app: one session as a long-running service on one HTTP port.
 
 Starlette, in the same process as the loop: `/health` (liveness) and `/ready` (source and
-model up); the MCP endpoint and the web UI mount here too. Binding anywhere but loopback
+model up); the web UI (`/`, `/ui/…`, see `joyvl_agent.ui`) and the MCP endpoint mount here
+too. Binding anywhere but loopback
 needs a token. The service keeps answering after a file source ends.
 """
 
@@ -17,9 +18,9 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from ._supervisor import TaskSupervisor
 from .config import Config
@@ -51,14 +52,20 @@ class ServeApp:
         return [t.token.get_secret_value() for t in self.config.auth.tokens
                 if scope is None or t.scope == scope]
 
-    def authorized(self, request: Request) -> bool:
-        tokens = self.tokens()
-        if not tokens:
-            return True
-        header = request.headers.get("authorization", "")
-        given = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(
-            "joyvl_token", "")
+    def token_valid(self, given: str, *, write: bool = False) -> bool:
+        """Whether `given` is a configured token (of full scope when `write`)."""
+        tokens = self.tokens("full" if write else None)
         return any(hmac.compare_digest(given, t) for t in tokens)
+
+    def authorized(self, conn: HTTPConnection, *, write: bool = False) -> bool:
+        """A request or WebSocket with a valid bearer header or login cookie (any scope to
+        watch, full scope to steer); everything is allowed when no token is configured."""
+        if not self.tokens():
+            return True
+        header = conn.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else conn.cookies.get(
+            "joyvl_token", "")
+        return self.token_valid(given, write=write)
 
     async def _run(self) -> None:
         try:
@@ -127,7 +134,11 @@ def build_app(
     """
     check_bind(config)
     state = ServeApp(session, config, task, echo)
-    routes: list[Route | Mount] = [Route("/health", state.health), Route("/ready", state.ready)]
+    routes: list[BaseRoute] = [Route("/health", state.health), Route("/ready", state.ready)]
+    if config.ui.enabled:
+        from .ui import ui_routes
+
+        routes += ui_routes(state)
     if config.mcp.enabled:
         from .mcp_server import build_server, http_app
 

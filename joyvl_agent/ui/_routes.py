@@ -1,0 +1,287 @@
+"""The web UI's routes: the page, live events over WebSocket, video, camera frames, memory.
+
+Mounted by `joyvl serve` beside `/health` and the MCP endpoint, in the loop's process.
+
+- `GET /` the page (`GET /?token=…` sets the login cookie and redirects to `/`);
+- `WS /ui/ws?after=SEQ` every event after SEQ from the store, then live ones from the bus,
+  a status snapshot every 2 s, and commands from the page (ask, task, pause, …);
+- `GET /ui/video.mjpg` the newest source frame as MJPEG, at most `VIDEO_FPS` per second;
+- `POST /ui/frames` a JPEG from the browser's camera into a `push` source;
+- `GET /ui/recall?q=` memory search; `GET /ui/thumbs/{id}.jpg` a stored keyframe.
+
+With tokens configured every route needs the cookie (or a bearer header): the page is opened
+once as `/?token=…`, which sets an HttpOnly, SameSite=Strict cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..errors import JoyVLError
+from ..stream import PushSource, encode_jpeg
+
+if TYPE_CHECKING:
+    from ..app import ServeApp
+
+__all__ = ["COOKIE", "CSP", "ui_routes"]
+
+log = logging.getLogger("joyvl_agent.ui")
+
+COOKIE = "joyvl_token"
+#: Nothing from a stream or a model runs as script: only the page's own files do.
+CSP = ("default-src 'self'; img-src 'self' data: blob:; frame-src 'self' blob: data:; "
+       "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
+       "base-uri 'none'; frame-ancestors 'none'")
+VIDEO_FPS = 4.0
+STATUS_EVERY_S = 2.0
+_ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
+_PERSONAS = ("default", "quiet", "talkative")
+
+
+def _static(name: str) -> bytes:
+    return resources.files("joyvl_agent.ui").joinpath("static", name).read_bytes()
+
+
+class UI:
+    """The UI's handlers, bound to the serve app (its session, config and tokens)."""
+
+    def __init__(self, serve: ServeApp) -> None:
+        self.serve = serve
+
+    @property
+    def session(self) -> Any:
+        return self.serve.session
+
+    def _denied(self) -> Response:
+        return PlainTextResponse(
+            "unauthorized: open this page once as /?token=YOUR_TOKEN", status_code=401)
+
+    async def page(self, request: Request) -> Response:
+        token = request.query_params.get("token")
+        if token is not None:
+            if not self.serve.token_valid(token):
+                return self._denied()
+            response = RedirectResponse("/", status_code=303)
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                                secure=request.url.scheme == "https")
+            return response
+        if not self.serve.authorized(request):
+            return self._denied()
+        return Response(_static("index.html"), media_type="text/html",
+                        headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
+
+    async def asset(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in _ASSETS:
+            return PlainTextResponse("not found", status_code=404)
+        return Response(_static(name), media_type=_ASSETS[name],
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+    async def video(self, request: Request) -> Response:
+        if not self.serve.authorized(request):
+            return self._denied()
+        boundary = "frame"
+
+        def part(jpeg: bytes) -> bytes:
+            return (f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                    f"{len(jpeg)}\r\n\r\n").encode() + jpeg + b"\r\n"
+
+        async def parts() -> AsyncIterator[bytes]:
+            last = None
+            while True:
+                frame = self.session.latest_frame
+                if frame is None:  # a placeholder until the first frame (a browser shows a
+                    yield part(_placeholder())  # part only once the next one begins)
+                    await asyncio.sleep(1.0)
+                    continue
+                if frame is not last:
+                    last = frame
+                    jpeg = (await asyncio.to_thread(
+                        encode_jpeg, frame.image, max_pixels=230_400, quality=70)).jpeg
+                    yield part(jpeg)
+                await asyncio.sleep(1 / VIDEO_FPS)
+
+        return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; "
+                                 f"boundary={boundary}", headers={"Cache-Control": "no-store"})
+
+    async def frames(self, request: Request) -> Response:
+        if not self.serve.authorized(request, write=True):
+            return self._denied()
+        source = getattr(self.session, "source", None)
+        if not isinstance(source, PushSource):
+            return JSONResponse({"error": "this session's source is not `push`: start it "
+                                 "with `joyvl serve push` to send the browser's camera"},
+                                status_code=409)
+        try:
+            frame = await source.push(await request.body())
+        except JoyVLError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"t": round(frame.t, 3)})
+
+    async def recall(self, request: Request) -> Response:
+        if not self.serve.authorized(request):
+            return self._denied()
+        query = request.query_params.get("q", "").strip()
+        try:
+            limit = max(1, min(50, int(request.query_params.get("limit", "10"))))
+        except ValueError:
+            return JSONResponse({"error": "limit must be a whole number"}, status_code=400)
+        try:
+            hits = await self.session.recall(query, limit=limit)
+        except (JoyVLError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"hits": [{
+            "t": h.t, "kind": h.kind, "text": h.text, "score": h.score,
+            "thumb": f"/ui/thumbs/{h.thumbnail_id}.jpg" if h.thumbnail_id else None,
+        } for h in hits]})
+
+    async def thumb(self, request: Request) -> Response:
+        if not self.serve.authorized(request):
+            return self._denied()
+        store = self.session._store
+        record = store.frame(int(request.path_params["frame_id"])) if store else None
+        if record is None or record.session_id != self.session.session_id:
+            return PlainTextResponse("no such thumbnail", status_code=404)
+        return Response(record.jpeg, media_type="image/jpeg",
+                        headers={"Cache-Control": "max-age=3600"})
+
+    async def ws(self, websocket: WebSocket) -> None:
+        if not self.serve.authorized(websocket):
+            await websocket.close(code=4401, reason="unauthorized")
+            return
+        await websocket.accept()
+        try:
+            after = max(0, int(websocket.query_params.get("after", "0")))
+        except ValueError:
+            after = 0
+        writable = self.serve.authorized(websocket, write=True)
+        sender = asyncio.create_task(self._send_events(websocket, after))
+        try:
+            while True:
+                message = await websocket.receive_text()
+                reply = await self._command(message, writable)
+                await websocket.send_text(json.dumps(reply))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+
+    async def _send_events(self, websocket: WebSocket, after: int) -> None:
+        session = self.session
+        sub = session.bus.subscribe(maxsize=10_000)
+        try:
+            upto = session.bus.last_seq
+            backlog = await asyncio.to_thread(
+                session._store.events, session.session_id, after_seq=after)
+            for event in backlog:
+                if event.seq <= upto:
+                    await websocket.send_text(_event_message(event))
+            last_status = -STATUS_EVERY_S
+            loop = asyncio.get_running_loop()
+            while True:
+                event = await _next_or_none(sub, STATUS_EVERY_S)
+                if sub.take_missed():  # a page that fell behind reconnects and catches up
+                    await websocket.close(code=4000, reason="fell behind: reconnect")
+                    return
+                if event is not None and event.seq > upto:
+                    await websocket.send_text(_event_message(event))
+                now = loop.time()
+                if now - last_status >= STATUS_EVERY_S:
+                    last_status = now
+                    await websocket.send_text(json.dumps(
+                        {"type": "status", "status": session.status().model_dump(mode="json")}))
+        finally:
+            sub.close()
+
+    async def _command(self, message: str, writable: bool) -> dict[str, Any]:
+        try:
+            data = json.loads(message)
+            if not isinstance(data, dict):
+                raise ValueError("a command is a JSON object")
+        except ValueError as exc:
+            return {"type": "reply", "id": None, "ok": False, "error": f"bad command: {exc}"}
+        cid = data.get("id")
+        if not writable:
+            return {"type": "reply", "id": cid, "ok": False,
+                    "error": "this token may watch but not steer (read scope)"}
+        try:
+            result = await self._apply(data)
+        except (JoyVLError, ValueError, TypeError, KeyError) as exc:
+            return {"type": "reply", "id": cid, "ok": False, "error": str(exc)}
+        return {"type": "reply", "id": cid, "ok": True, "result": result}
+
+    async def _apply(self, data: dict[str, Any]) -> dict[str, Any]:
+        session, op = self.session, data.get("op")
+        if op == "ask":  # the answer arrives as a `speech` event (reason "answer")
+            await session.model.submit_question(str(data["text"]))
+        elif op == "task":
+            await session.set_task(str(data["text"]))
+        elif op == "clear_task":
+            await session.clear_task()
+        elif op == "pause":
+            session.pause()
+        elif op == "resume":
+            session.resume()
+        elif op == "reset":
+            await session.reset()
+        elif op == "interval":
+            session.set_interval(float(data["seconds"]))
+        elif op == "persona":
+            if data.get("persona") not in _PERSONAS:
+                raise ValueError(f"persona must be one of {', '.join(_PERSONAS)}")
+            session.set_persona(data["persona"])
+        else:
+            raise ValueError(f"unknown op {op!r}: use ask, task, clear_task, pause, resume, "
+                             "reset, interval or persona")
+        return {}
+
+
+def _placeholder() -> bytes:
+    """A small dark-grey JPEG shown until the source has a frame."""
+    import numpy as np
+
+    return encode_jpeg(np.full((90, 160, 3), 40, np.uint8), quality=60).jpeg
+
+
+async def _next_or_none(sub: Any, timeout: float) -> Any:
+    try:
+        return await asyncio.wait_for(sub.get(), timeout)
+    except TimeoutError:
+        return None
+
+
+def _event_message(event: Any) -> str:
+    return json.dumps({"type": "event", "event": event.model_dump(mode="json")})
+
+
+def ui_routes(serve: ServeApp) -> list[Route | WebSocketRoute]:
+    """The UI's routes for `build_app`."""
+    ui = UI(serve)
+    return [
+        Route("/", ui.page),
+        Route("/ui/video.mjpg", ui.video),
+        Route("/ui/frames", ui.frames, methods=["POST"]),
+        Route("/ui/recall", ui.recall),
+        Route("/ui/thumbs/{frame_id:int}.jpg", ui.thumb),
+        WebSocketRoute("/ui/ws", ui.ws),
+        Route("/ui/{name}", ui.asset),
+    ]

@@ -1,0 +1,665 @@
+// joyvl-agent web UI: watch the assistant watch, and steer it.
+//
+// One WebSocket (/ui/ws) brings events, status snapshots and command replies; the page sends
+// commands on it. Everything from the stream, the model or the server is put in the page as
+// text (textContent) or as a sandboxed iframe's srcdoc, never as markup.
+"use strict";
+
+const TIMELINE_SECONDS = 120;
+const TIMELINE_MAX_CELLS = 600;
+const TRANSCRIPT_MAX = 500;
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 5000;
+const DELEGATION_STATES = ["queued", "running", "done", "failed", "cancelled", "timed_out"];
+
+const state = {
+  socket: null,
+  lastSeq: 0,
+  sessionId: null,
+  backoffMs: BACKOFF_MIN_MS,
+  reconnectTimer: null,
+  nextCommandId: 1,
+  pending: new Map(), // command id -> {op, onOk}
+  status: null,
+  cards: new Map(), // task_id -> card element
+  camera: {stream: null, timer: null, busy: false, frames: 0},
+};
+
+const $ = (id) => document.getElementById(id);
+
+// ---- small DOM helpers ---------------------------------------------------------------------
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function formatTime(seconds) {
+  if (typeof seconds !== "number" || !isFinite(seconds) || seconds < 0) return "–";
+  const total = Math.floor(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+function orDash(value) {
+  return value === undefined || value === null || value === "" ? "–" : String(value);
+}
+
+function setText(id, value) {
+  const node = $(id);
+  if (node) node.textContent = orDash(value);
+}
+
+// Keep a scrolled list pinned to the bottom only if the reader was already there.
+function nearBottom(node) {
+  return node.scrollHeight - node.scrollTop - node.clientHeight < 40;
+}
+
+// ---- connection ------------------------------------------------------------------------------
+
+function socketUrl() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${proto}//${location.host}/ui/ws?after=${state.lastSeq}`;
+}
+
+function setConnected(connected) {
+  const conn = $("conn");
+  conn.textContent = connected ? "connected" : "reconnecting";
+  conn.classList.toggle("conn-ok", connected);
+  conn.classList.toggle("conn-down", !connected);
+}
+
+function connect() {
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = null;
+  const socket = new WebSocket(socketUrl());
+  state.socket = socket;
+  socket.addEventListener("open", () => {
+    if (socket !== state.socket) return;
+    state.backoffMs = BACKOFF_MIN_MS;
+    setConnected(true);
+  });
+  socket.addEventListener("message", (msg) => {
+    if (socket === state.socket) onMessage(msg.data);
+  });
+  socket.addEventListener("close", (ev) => {
+    if (socket !== state.socket) return;
+    if (ev.code === 4401) {
+      showCommandStatus("unauthorized: open this page once as /?token=YOUR_TOKEN", true);
+    }
+    scheduleReconnect();
+  });
+}
+
+function scheduleReconnect() {
+  state.socket = null;
+  setConnected(false);
+  failPending("connection lost");
+  if (state.reconnectTimer) return;
+  const wait = state.backoffMs;
+  state.backoffMs = Math.min(state.backoffMs * 2, BACKOFF_MAX_MS);
+  state.reconnectTimer = setTimeout(connect, wait);
+}
+
+// Drop the current socket and open a fresh one at once (after a session change).
+function reconnectNow() {
+  const old = state.socket;
+  state.socket = null;
+  if (old) old.close();
+  failPending("connection reset");
+  connect();
+}
+
+function onMessage(data) {
+  let msg;
+  try {
+    msg = JSON.parse(data);
+  } catch (err) {
+    return;
+  }
+  if (!msg || typeof msg !== "object") return;
+  if (msg.type === "event" && msg.event) onEvent(msg.event);
+  else if (msg.type === "status" && msg.status) onStatus(msg.status);
+  else if (msg.type === "reply") onReply(msg);
+}
+
+// ---- commands --------------------------------------------------------------------------------
+
+function sendCommand(op, fields, onOk) {
+  const socket = state.socket;
+  if (!socket || socket.readyState !== WebSocket.OPEN) {
+    showCommandStatus(`${op}: not connected, try again in a moment`, true);
+    return false;
+  }
+  const id = state.nextCommandId++;
+  state.pending.set(id, {op, onOk});
+  socket.send(JSON.stringify(Object.assign({id, op}, fields || {})));
+  return true;
+}
+
+function onReply(msg) {
+  const pending = state.pending.get(msg.id);
+  state.pending.delete(msg.id);
+  const op = pending ? pending.op : "command";
+  if (!msg.ok) {
+    showCommandStatus(`${op}: ${orDash(msg.error)}`, true);
+    return;
+  }
+  showCommandStatus(`${op}: ok`, false);
+  if (pending && pending.onOk) pending.onOk(msg.result || {});
+}
+
+function failPending(reason) {
+  for (const {op} of state.pending.values()) showCommandStatus(`${op}: ${reason}`, true);
+  state.pending.clear();
+}
+
+function showCommandStatus(text, isError) {
+  const node = $("command-status");
+  node.textContent = text;
+  node.classList.toggle("error-text", isError);
+}
+
+// ---- status ----------------------------------------------------------------------------------
+
+function onStatus(status) {
+  if (status.session_id && state.sessionId && status.session_id !== state.sessionId) {
+    // A new session (the server restarted): its seq starts again, so replay it from the start.
+    startSession(status.session_id);
+    reconnectNow();
+    return;
+  }
+  if (status.session_id) state.sessionId = status.session_id;
+  state.status = status;
+  setText("status-session", status.session_id);
+  setText("status-model", status.model);
+  setText("status-source", status.source);
+  setText("status-codec", status.codec);
+  setText("status-state", status.state);
+  setText("status-t", typeof status.t === "number" ? formatTime(status.t) : null);
+  setText("status-ticks", status.ticks);
+  setText("status-calls", status.model_calls);
+  setText("status-latency",
+    typeof status.last_latency_ms === "number" ? `${Math.round(status.last_latency_ms)} ms` : null);
+  setText("status-vtpm", status.visual_tokens_per_min);
+  $("current-task").textContent = status.task ? status.task : "none";
+  syncInputs(status);
+  syncPauseButton(status.state);
+}
+
+// Reflect the server's settings in the controls, unless the user is editing them.
+function syncInputs(status) {
+  const interval = $("interval-input");
+  if (document.activeElement !== interval && typeof status.interval_s === "number") {
+    interval.value = String(status.interval_s);
+  }
+  const persona = $("persona-select");
+  if (document.activeElement !== persona && status.persona) persona.value = status.persona;
+}
+
+function syncPauseButton(sessionState) {
+  const button = $("pause-button");
+  const paused = sessionState === "paused";
+  button.textContent = paused ? "Resume" : "Pause";
+  button.dataset.op = paused ? "resume" : "pause";
+  button.disabled = sessionState === "stopped";
+  document.body.classList.toggle("is-paused", paused);
+}
+
+function intervalSeconds() {
+  const s = state.status && state.status.interval_s;
+  return typeof s === "number" && s > 0 ? s : 1;
+}
+
+// ---- events ----------------------------------------------------------------------------------
+
+function onEvent(event) {
+  if (event.session_id && state.sessionId && event.session_id !== state.sessionId) {
+    // A new session numbers its events from 1 again: replay it from the start.
+    startSession(event.session_id);
+    reconnectNow();
+    return;
+  }
+  if (typeof event.seq !== "number" || event.seq <= state.lastSeq) return;
+  state.lastSeq = event.seq;
+  if (event.session_id) state.sessionId = event.session_id;
+  const handler = EVENT_HANDLERS[event.kind];
+  if (handler) handler(event);
+}
+
+// Forget everything shown for the previous session.
+function startSession(sessionId) {
+  state.sessionId = sessionId;
+  state.lastSeq = 0;
+  state.cards.clear();
+  $("timeline").replaceChildren();
+  $("transcript").replaceChildren();
+  $("delegations").replaceChildren(el("p", "empty", "No delegations yet."));
+  $("memory-results").replaceChildren();
+  setText("status-session", sessionId);
+}
+
+const EVENT_HANDLERS = {
+  decision: addTick,
+  speech: addSpeech,
+  question_asked: (e) => addBubble("question", "question", e.question, e.t),
+  task_set: (e) => addLine("task-line", `Task set: ${e.text}${taskDetails(e)}`, e.t),
+  task_ended: (e) => addLine("task-line", `Task ${orDash(e.state)}: ${e.text}`, e.t),
+  delegation: updateDelegation,
+  delegation_progress: addDelegationProgress,
+  summary_committed: (e) => addLine("summary-line",
+    `Summary (${e.tier}, ${formatTime(e.start_t)}–${formatTime(e.end_t)}): ${e.text}`, e.t),
+  error: (e) => addLine("error-line",
+    `Error in ${orDash(e.stage)} (${orDash(e.category)}): ${e.message}`, e.t),
+  model_error: (e) => addLine("error-line", `Model error (${orDash(e.category)}): ${e.message}`, e.t),
+  memory_error: (e) => addLine("error-line", `Memory error: ${e.message}`, e.t),
+  source_lost: (e) => addLine("error-line",
+    `Source lost: ${orDash(e.reason)}${e.retry_in_s ? `, retrying in ${e.retry_in_s} s` : ""}`, e.t),
+  source_restored: (e) => addLine("info-line", `Source restored after ${orDash(e.downtime_s)} s`, e.t),
+  session_started: (e) => addLine("info-line",
+    `Session ${e.resumed ? "resumed" : "started"}: ${orDash(e.source)} · ${orDash(e.model)}`, e.t),
+  session_ended: (e) => addLine("info-line",
+    `Session ended (${orDash(e.reason)})${e.message ? `: ${e.message}` : ""}`, e.t),
+  annotation: (e) => addLine("annotation-line", `${orDash(e.label)}: ${e.text}`, e.t),
+};
+
+function taskDetails(event) {
+  const parts = [];
+  if (event.once) parts.push("once");
+  if (typeof event.expires_at === "number") parts.push(`until ${formatTime(event.expires_at)}`);
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
+// ---- timeline --------------------------------------------------------------------------------
+
+function addTick(event) {
+  const action = ["silent", "speak", "delegate"].includes(event.action) ? event.action : "silent";
+  const tick = el("span", `tick action-${action}`);
+  if (event.forced) tick.classList.add("forced");
+  tick.dataset.t = String(event.t);
+  const latency = typeof event.latency_ms === "number" ? `${Math.round(event.latency_ms)} ms` : "–";
+  tick.title = `${Number(event.t).toFixed(1)} s · ${action} · ${latency}`;
+  const timeline = $("timeline");
+  timeline.appendChild(tick);
+  trimTimeline(timeline, Number(event.t));
+}
+
+function trimTimeline(timeline, now) {
+  while (timeline.firstChild && (timeline.childElementCount > TIMELINE_MAX_CELLS
+      || Number(timeline.firstChild.dataset.t) < now - TIMELINE_SECONDS)) {
+    timeline.firstChild.remove();
+  }
+}
+
+// ---- transcript ------------------------------------------------------------------------------
+
+function appendToTranscript(node) {
+  const transcript = $("transcript");
+  const stick = nearBottom(transcript);
+  transcript.appendChild(node);
+  while (transcript.childElementCount > TRANSCRIPT_MAX) transcript.firstChild.remove();
+  if (stick) transcript.scrollTop = transcript.scrollHeight;
+}
+
+function addBubble(classes, label, text, t) {
+  const bubble = el("div", `bubble ${classes}`);
+  const meta = el("div", "meta");
+  meta.appendChild(el("span", "label", label));
+  meta.appendChild(el("time", "when", formatTime(t)));
+  bubble.appendChild(meta);
+  bubble.appendChild(el("div", "text", text));
+  appendToTranscript(bubble);
+  return bubble;
+}
+
+function addSpeech(event) {
+  const reason = String(event.reason || "other").replace(/[^a-z0-9_-]/gi, "");
+  let classes = `speech reason-${reason}`;
+  if (reason === "answer") classes += " answer";
+  const bubble = addBubble(classes, reason, event.text, event.t);
+  if (event.task_id) bubble.dataset.taskId = event.task_id;
+}
+
+function addLine(className, text, t) {
+  const line = el("div", `line ${className}`);
+  line.appendChild(el("time", "when", formatTime(t)));
+  line.appendChild(el("span", "text", text));
+  appendToTranscript(line);
+}
+
+// ---- delegations -----------------------------------------------------------------------------
+
+function delegationCard(taskId) {
+  let card = state.cards.get(taskId);
+  if (card) return card;
+  const box = $("delegations");
+  const empty = box.querySelector(".empty");
+  if (empty) empty.remove();
+  card = el("article", "card");
+  card.dataset.taskId = taskId;
+  const head = el("header", "card-head");
+  head.appendChild(el("span", "badge state-queued", "queued"));
+  head.appendChild(el("code", "task-id", taskId));
+  head.appendChild(el("time", "when"));
+  card.appendChild(head);
+  card.appendChild(el("h3", "question"));
+  card.appendChild(el("p", "note"));
+  card.appendChild(el("p", "target"));
+  card.appendChild(el("progress", "bar"));
+  card.appendChild(el("ul", "progress-list"));
+  card.appendChild(el("div", "result"));
+  card.appendChild(el("p", "error-text error"));
+  for (const name of ["note", "target", "bar", "result", "error"]) {
+    card.querySelector(`.${name}`).hidden = true;
+  }
+  state.cards.set(taskId, card);
+  box.prepend(card);
+  return card;
+}
+
+function setOptionalText(node, text) {
+  node.hidden = !text;
+  node.textContent = text || "";
+}
+
+function updateDelegation(event) {
+  const card = delegationCard(event.task_id);
+  const badgeState = DELEGATION_STATES.includes(event.state) ? event.state : "queued";
+  const badge = card.querySelector(".badge");
+  badge.className = `badge state-${badgeState}`;
+  badge.textContent = String(event.state).replace("_", " ");
+  card.dataset.state = badgeState;
+  card.querySelector(".card-head .when").textContent = formatTime(event.t);
+  if (event.question) card.querySelector(".question").textContent = event.question;
+  if (event.note) setOptionalText(card.querySelector(".note"), `Note: ${event.note}`);
+  if (event.target) setOptionalText(card.querySelector(".target"), `Target: ${event.target}`);
+  if (badgeState !== "running") card.querySelector(".bar").hidden = true;
+  if (event.result) showResult(card.querySelector(".result"), event.result);
+  setOptionalText(card.querySelector(".error"), event.error ? `Error: ${event.error}` : "");
+}
+
+function looksLikeHtml(text) {
+  const trimmed = text.trim();
+  return trimmed.startsWith("<") && trimmed.includes("</");
+}
+
+// A result is text, or an HTML document shown in an iframe that may run nothing.
+function showResult(box, result) {
+  const text = String(result);
+  box.hidden = false;
+  if (looksLikeHtml(text)) {
+    const frame = document.createElement("iframe");
+    frame.setAttribute("sandbox", ""); // no scripts, no same-origin, no forms, no popups
+    frame.setAttribute("referrerpolicy", "no-referrer");
+    frame.title = "Delegation result";
+    frame.className = "result-frame";
+    frame.srcdoc = text;
+    box.replaceChildren(frame);
+  } else {
+    box.replaceChildren(el("p", "result-text", text));
+  }
+}
+
+function addDelegationProgress(event) {
+  const card = delegationCard(event.task_id);
+  const list = card.querySelector(".progress-list");
+  let text = String(event.message);
+  if (typeof event.progress === "number") {
+    text += typeof event.total === "number" ? ` (${event.progress}/${event.total})` : ` (${event.progress})`;
+    const bar = card.querySelector(".bar");
+    if (typeof event.total === "number" && event.total > 0) {
+      bar.max = event.total;
+      bar.value = Math.min(event.progress, event.total);
+      bar.hidden = false;
+    }
+  }
+  const item = el("li", null);
+  item.appendChild(el("time", "when", formatTime(event.t)));
+  item.appendChild(el("span", "text", text));
+  list.appendChild(item);
+}
+
+// ---- memory ----------------------------------------------------------------------------------
+
+async function searchMemory(query) {
+  const results = $("memory-results");
+  results.replaceChildren(el("li", "empty", "Searching…"));
+  try {
+    const response = await fetch(`/ui/recall?q=${encodeURIComponent(query)}&limit=10`,
+      {credentials: "same-origin"});
+    const body = await readJson(response);
+    if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+    showHits(Array.isArray(body.hits) ? body.hits : []);
+  } catch (err) {
+    results.replaceChildren(el("li", "error-text", `Search failed: ${err.message}`));
+  }
+}
+
+function showHits(hits) {
+  const results = $("memory-results");
+  if (!hits.length) {
+    results.replaceChildren(el("li", "empty", "No matches."));
+    return;
+  }
+  results.replaceChildren(...hits.map(hitItem));
+}
+
+function hitItem(hit) {
+  const item = el("li", "hit");
+  if (typeof hit.thumb === "string" && hit.thumb.startsWith("/") && !hit.thumb.startsWith("//")) {
+    const img = el("img", "thumb");
+    img.alt = `Frame at ${formatTime(hit.t)}`;
+    img.loading = "lazy";
+    img.src = hit.thumb;
+    item.appendChild(img);
+  }
+  const body = el("div", "hit-body");
+  const meta = el("div", "meta");
+  meta.appendChild(el("time", "when", formatTime(hit.t)));
+  meta.appendChild(el("span", "kind", hit.kind));
+  if (typeof hit.score === "number") meta.appendChild(el("span", "score", hit.score.toFixed(2)));
+  body.appendChild(meta);
+  body.appendChild(el("div", "text", hit.text));
+  item.appendChild(body);
+  return item;
+}
+
+async function readJson(response) {
+  try {
+    return await response.json();
+  } catch (err) {
+    return {};
+  }
+}
+
+// ---- video -----------------------------------------------------------------------------------
+
+function showServerVideo() {
+  stopCamera();
+  const img = $("video-server");
+  img.hidden = false;
+  $("video-placeholder").hidden = true;
+  img.src = `/ui/video.mjpg?_=${Date.now()}`;
+}
+
+function hideServerVideo() {
+  const img = $("video-server");
+  img.removeAttribute("src"); // closes the MJPEG stream
+  img.hidden = true;
+}
+
+// The MJPEG stream ends when the server restarts or the source drops: retry now and then.
+function onServerVideoError() {
+  if ($("video-mode").value !== "server") return;
+  $("video-placeholder").hidden = false;
+  $("video-server").hidden = true;
+  setTimeout(() => {
+    if ($("video-mode").value === "server") showServerVideo();
+  }, 3000);
+}
+
+async function startCamera() {
+  hideServerVideo();
+  $("camera-line").hidden = false;
+  $("camera-error").textContent = "";
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    $("camera-error").textContent = "This browser cannot share a camera here (it needs https or localhost).";
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({video: true});
+    if ($("video-mode").value !== "camera") {
+      stream.getTracks().forEach((track) => track.stop());
+      return;
+    }
+    state.camera.stream = stream;
+    const video = $("camera-video");
+    video.srcObject = stream;
+    await video.play().catch(() => {});
+    $("camera-canvas").hidden = false;
+    scheduleCameraFrame(0);
+  } catch (err) {
+    $("camera-error").textContent = `Camera unavailable: ${err.message || err.name}`;
+  }
+}
+
+function stopCamera() {
+  const cam = state.camera;
+  clearTimeout(cam.timer);
+  cam.timer = null;
+  if (cam.stream) cam.stream.getTracks().forEach((track) => track.stop());
+  cam.stream = null;
+  $("camera-video").srcObject = null;
+  $("camera-canvas").hidden = true;
+  $("camera-line").hidden = true;
+}
+
+function scheduleCameraFrame(delayMs) {
+  clearTimeout(state.camera.timer);
+  state.camera.timer = setTimeout(sendCameraFrame, delayMs);
+}
+
+// Grab the camera's current picture, show it and send it; one upload at a time.
+async function sendCameraFrame() {
+  const cam = state.camera;
+  if (!cam.stream) return;
+  scheduleCameraFrame(intervalSeconds() * 1000);
+  const video = $("camera-video");
+  if (cam.busy || !video.videoWidth) return;
+  const canvas = $("camera-canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.8));
+  if (!blob || !cam.stream) return;
+  cam.busy = true;
+  try {
+    await postFrame(blob);
+  } finally {
+    cam.busy = false;
+  }
+}
+
+async function postFrame(blob) {
+  const errorBox = $("camera-error");
+  try {
+    const response = await fetch("/ui/frames", {
+      method: "POST",
+      headers: {"Content-Type": "image/jpeg"},
+      body: blob,
+      credentials: "same-origin",
+    });
+    if (response.ok) {
+      state.camera.frames += 1;
+      $("camera-frames").textContent = String(state.camera.frames);
+      errorBox.textContent = "";
+      return;
+    }
+    const body = await readJson(response);
+    errorBox.textContent = body.error || `Upload failed: HTTP ${response.status}`;
+    if (response.status === 409) {
+      // The server reads another source: stop sending but keep the message up.
+      clearTimeout(state.camera.timer);
+      state.camera.timer = null;
+    }
+  } catch (err) {
+    errorBox.textContent = `Upload failed: ${err.message}`;
+  }
+}
+
+function onVideoModeChange() {
+  if ($("video-mode").value === "camera") startCamera();
+  else showServerVideo();
+}
+
+// ---- controls --------------------------------------------------------------------------------
+
+function bindForm(formId, handler) {
+  $(formId).addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    handler();
+  });
+}
+
+function submitText(inputId, op) {
+  const input = $(inputId);
+  const text = input.value.trim();
+  if (!text) return;
+  sendCommand(op, {text}, () => { input.value = ""; });
+}
+
+function applyInterval() {
+  const seconds = Number($("interval-input").value);
+  if (!isFinite(seconds) || seconds < 0.1 || seconds > 60) {
+    showCommandStatus("interval: use 0.1-60 seconds", true);
+    return;
+  }
+  sendCommand("interval", {seconds}, () => {
+    if (state.status) state.status.interval_s = seconds;
+  });
+}
+
+function togglePause() {
+  const op = $("pause-button").dataset.op === "resume" ? "resume" : "pause";
+  sendCommand(op, null, () => {
+    const next = op === "pause" ? "paused" : "running";
+    if (state.status) state.status.state = next;
+    setText("status-state", next);
+    syncPauseButton(next);
+  });
+}
+
+function bindControls() {
+  bindForm("ask-form", () => submitText("ask-input", "ask"));
+  bindForm("task-form", () => submitText("task-input", "task"));
+  bindForm("memory-form", () => {
+    const query = $("memory-input").value.trim();
+    if (query) searchMemory(query);
+  });
+  $("clear-task-button").addEventListener("click", () => sendCommand("clear_task"));
+  $("interval-button").addEventListener("click", applyInterval);
+  $("interval-input").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") applyInterval();
+  });
+  $("persona-select").addEventListener("change", (ev) => {
+    sendCommand("persona", {persona: ev.target.value});
+  });
+  $("pause-button").addEventListener("click", togglePause);
+  $("reset-button").addEventListener("click", () => sendCommand("reset"));
+  $("video-mode").addEventListener("change", onVideoModeChange);
+  $("video-server").addEventListener("error", onServerVideoError);
+}
+
+function main() {
+  bindControls();
+  syncPauseButton("starting");
+  $("video-mode").value = "server";
+  showServerVideo();
+  connect();
+}
+
+document.addEventListener("DOMContentLoaded", main);

@@ -50,10 +50,10 @@ def respond(body: dict) -> str:
     current = json.dumps(body["messages"][-1]["content"])  # this tick's user turn
     if "What colour" in current:
         return "</response> The card is bright red."
-    if "prime factors" in current:
-        return "</response> Let me work that out. </delegation> Prime factors of 56?"
     if "[Background Result]" in current:
         return "</response> The prime factors are 2 and 7."
+    if "prime factors" in current:
+        return "</response> Let me work that out. </delegation> Prime factors of 56?"
     marks = re.findall(r"<(\d+(?:\.\d+)?) seconds>", current)
     t = float(marks[-1]) if marks else 0.0
     return f"</response> Still watching at {t:.0f} s." if int(t) % 4 == 2 else "</silence>"
@@ -70,10 +70,11 @@ url = "{model_url}"
 """)
     proc = subprocess.Popen(
         [JOYVL, "--config", str(config), "--db", str(db), "serve", source,
-         "--model-url", model_url, "--port", str(port), "--task", "Describe what you see",
+         "--session", "ui-test", "--model-url", model_url, "--port", str(port),
+         "--task", "Describe what you see",
          "--interval", "1",
          *(["--loop"] if source != "push" else [])],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=db.with_suffix(".log").open("a"), stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -81,7 +82,8 @@ url = "{model_url}"
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise AssertionError(f"serve exited: {proc.stdout.read()}") from None
+                log = db.with_suffix(".log").read_text()
+                raise AssertionError(f"serve exited: {log}") from None
             time.sleep(0.2)
     proc.kill()
     raise AssertionError("serve did not start")
@@ -124,12 +126,14 @@ def browser() -> Iterator[object]:
 
 def test_the_page_follows_a_clip_answers_a_question_and_survives_a_restart(
         tmp_path: Path, model: FakeOpenAIServer, browser: object) -> None:
+    errors: list[str] = []
     clip = tmp_path / "card.mp4"
     generate("card", clip, seed=2, size=(320, 180), fps=5)
     port = free_port()
     proc = start(str(clip), tmp_path / "ui.db", port, model.base_url)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector("#conn:text('connected')", timeout=15_000)
         wait_count(page, "#timeline .tick", 5)
@@ -157,7 +161,11 @@ def test_the_page_follows_a_clip_answers_a_question_and_survives_a_restart(
         proc = start(str(clip), tmp_path / "ui.db", port, model.base_url)
         page.wait_for_selector("#conn:text('connected')", timeout=30_000)
         wait_count(page, "#timeline .tick", ticks + 1)
+        # the session resumed: the page caught up from its last seq, repeating nothing
+        assert page.locator("#transcript .bubble.question").count() == 2
+        assert page.locator("#delegations .card").count() == 1
         page.screenshot(path=str(tmp_path / "ui-after-restart.png"))
+        assert errors == []
     finally:
         stop(proc)
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from joyvl_agent import load_config
 from joyvl_agent.app import build_app
@@ -128,6 +129,7 @@ def test_commands_steer_the_session_and_bad_ones_get_clear_errors(tmp_path: Path
         assert "0.1-60" in command(6, op="interval", seconds=500)["error"]
         assert "persona must be" in command(7, op="persona", persona="<script>")["error"]
         assert "unknown op" in command(8, op="shutdown")["error"]
+        assert "at most 2000" in command(9, op="ask", text="x" * 2001)["error"]
         ws.send_text("{not json")
         broken = receive_until(ws, lambda m: m["type"] == "reply" and m["id"] is None)[-1]
         assert not broken["ok"] and "bad command" in broken["error"]
@@ -143,8 +145,26 @@ def test_a_read_token_watches_but_cannot_steer(tmp_path: Path) -> None:
             assert not reply["ok"] and "read scope" in reply["error"]
         assert client.post("/ui/frames", content=jpeg()).status_code == 401
         client.cookies.clear()
-        with pytest.raises(Exception), client.websocket_connect("ws://127.0.0.1/ui/ws") as ws:  # noqa: B017
-            ws.receive_text()
+        with client.websocket_connect("ws://127.0.0.1/ui/ws") as ws:
+            with pytest.raises(WebSocketDisconnect) as refused:
+                ws.receive_text()
+            assert refused.value.code == 4401
+
+
+def test_other_sites_cannot_open_the_socket_or_send_huge_frames(tmp_path: Path) -> None:
+    with serve(tmp_path) as client:
+        with client.websocket_connect("ws://127.0.0.1/ui/ws",
+                                      headers={"origin": "http://evil.example"}) as ws:
+            with pytest.raises(WebSocketDisconnect) as refused:
+                ws.receive_text()
+            assert refused.value.code == 4403
+        cross = client.post("/ui/frames", content=jpeg(), headers={"origin": "http://evil.example"})
+        assert cross.status_code == 403
+        with client.websocket_connect("ws://127.0.0.1/ui/ws",
+                                      headers={"origin": "http://127.0.0.1"}) as ws:
+            assert json.loads(ws.receive_text())["type"] == "event"
+        huge = client.post("/ui/frames", content=b"\xff" * (20 * 1024 * 1024 + 1))
+        assert huge.status_code == 413 and "at most" in huge.json()["error"]
 
 
 def test_frames_from_the_page_need_a_push_source(tmp_path: Path) -> None:
@@ -181,3 +201,4 @@ def test_memory_search_returns_hits_with_their_times(tmp_path: Path) -> None:
         assert set(hits[0]) == {"t", "kind", "text", "score", "thumb"}
         assert client.get("/ui/recall?q=x&limit=lots").status_code == 400
         assert client.get("/ui/thumbs/999.jpg").status_code == 404
+        assert client.get(f"/ui/thumbs/{10**30}.jpg").status_code == 404

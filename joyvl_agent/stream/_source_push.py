@@ -68,6 +68,11 @@ class PushSource:
         self._closed = False
         self._reading = False
 
+    @property
+    def max_bytes(self) -> int:
+        """The largest payload `push` accepts."""
+        return self._max_bytes
+
     async def push(self, jpeg: bytes, t: float | None = None) -> VideoFrame:
         """Decode an image and make it the newest frame.
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import (
     JSONResponse,
     PlainTextResponse,
@@ -50,9 +52,18 @@ CSP = ("default-src 'self'; img-src 'self' data: blob:; frame-src 'self' blob: d
        "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'")
 VIDEO_FPS = 4.0
+MAX_TEXT_CHARS = 2000
 STATUS_EVERY_S = 2.0
+FIRST_LOAD_EVENTS = 2000
 _ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
 _PERSONAS = ("default", "quiet", "talkative")
+
+
+def _same_origin(conn: HTTPConnection) -> bool:
+    """No `Origin`, or one naming this host: another site's page must not use this
+    browser's cookie (or a token-less loopback server) to watch or steer."""
+    origin = conn.headers.get("origin")
+    return not origin or urlsplit(origin).netloc.lower() == conn.headers.get("host", "").lower()
 
 
 def _static(name: str) -> bytes:
@@ -122,6 +133,8 @@ class UI:
                                  f"boundary={boundary}", headers={"Cache-Control": "no-store"})
 
     async def frames(self, request: Request) -> Response:
+        if not _same_origin(request):
+            return JSONResponse({"error": "cross-site request refused"}, status_code=403)
         if not self.serve.authorized(request, write=True):
             return self._denied()
         source = getattr(self.session, "source", None)
@@ -129,8 +142,19 @@ class UI:
             return JSONResponse({"error": "this session's source is not `push`: start it "
                                  "with `joyvl serve push` to send the browser's camera"},
                                 status_code=409)
+        limit = source.max_bytes
+        too_big = JSONResponse({"error": f"a frame may be at most {limit} bytes"},
+                               status_code=413)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return too_big
         try:
-            frame = await source.push(await request.body())
+            frame = await source.push(bytes(body))
         except JoyVLError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"t": round(frame.t, 3)})
@@ -155,41 +179,59 @@ class UI:
     async def thumb(self, request: Request) -> Response:
         if not self.serve.authorized(request):
             return self._denied()
-        store = self.session._store
-        record = store.frame(int(request.path_params["frame_id"])) if store else None
+        store, frame_id = self.session._store, request.path_params["frame_id"]
+        record = None
+        if store is not None and frame_id < 2**63:
+            record = await asyncio.to_thread(store.frame, frame_id)
         if record is None or record.session_id != self.session.session_id:
             return PlainTextResponse("no such thumbnail", status_code=404)
         return Response(record.jpeg, media_type="image/jpeg",
                         headers={"Cache-Control": "max-age=3600"})
 
     async def ws(self, websocket: WebSocket) -> None:
+        await websocket.accept()  # then close with a code the page can read
+        if not _same_origin(websocket):
+            await websocket.close(code=4403, reason="cross-site WebSocket refused")
+            return
         if not self.serve.authorized(websocket):
             await websocket.close(code=4401, reason="unauthorized")
             return
-        await websocket.accept()
         try:
             after = max(0, int(websocket.query_params.get("after", "0")))
         except ValueError:
             after = 0
         writable = self.serve.authorized(websocket, write=True)
         sender = asyncio.create_task(self._send_events(websocket, after))
+        receiver = asyncio.create_task(self._receive_commands(websocket, writable))
+        try:
+            done, _ = await asyncio.wait({sender, receiver},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if sender in done and not sender.cancelled() and sender.exception() is not None:
+                log.error("the UI event stream failed: %s", sender.exception())
+                with contextlib.suppress(Exception):  # the page reconnects and catches up
+                    await websocket.close(code=1011, reason="event stream failed")
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _receive_commands(self, websocket: WebSocket, writable: bool) -> None:
         try:
             while True:
                 message = await websocket.receive_text()
                 reply = await self._command(message, writable)
                 await websocket.send_text(json.dumps(reply))
         except WebSocketDisconnect:
-            pass
-        finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+            return
 
     async def _send_events(self, websocket: WebSocket, after: int) -> None:
         session = self.session
         sub = session.bus.subscribe(maxsize=10_000)
         try:
             upto = session.bus.last_seq
+            if after == 0:  # a new page: the recent past is enough to fill its views
+                after = max(0, upto - FIRST_LOAD_EVENTS)
             backlog = await asyncio.to_thread(
                 session._store.events, session.session_id, after_seq=after)
             for event in backlog:
@@ -231,10 +273,17 @@ class UI:
 
     async def _apply(self, data: dict[str, Any]) -> dict[str, Any]:
         session, op = self.session, data.get("op")
+        if op in ("ask", "task"):
+            text = str(data["text"])
+            if len(text) > MAX_TEXT_CHARS:
+                raise ValueError(f"text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
+            if session.state == "stopped":
+                raise ValueError("the session has stopped (its source ended): nothing would "
+                                 "answer")
         if op == "ask":  # the answer arrives as a `speech` event (reason "answer")
-            await session.model.submit_question(str(data["text"]))
+            await session.model.submit_question(text)
         elif op == "task":
-            await session.set_task(str(data["text"]))
+            await session.set_task(text)
         elif op == "clear_task":
             await session.clear_task()
         elif op == "pause":
@@ -255,6 +304,7 @@ class UI:
         return {}
 
 
+@functools.cache
 def _placeholder() -> bytes:
     """A small dark-grey JPEG shown until the source has a frame."""
     import numpy as np

@@ -17,6 +17,7 @@ const state = {
   lastSeq: 0,
   sessionId: null,
   backoffMs: BACKOFF_MIN_MS,
+  everConnected: false,
   reconnectTimer: null,
   nextCommandId: 1,
   pending: new Map(), // command id -> {op, onOk}
@@ -80,8 +81,12 @@ function connect() {
   state.socket = socket;
   socket.addEventListener("open", () => {
     if (socket !== state.socket) return;
+    const reconnected = state.everConnected;
     state.backoffMs = BACKOFF_MIN_MS;
+    state.everConnected = true;
     setConnected(true);
+    // a restarted server ends the old MJPEG stream without an error event: reopen it
+    if (reconnected && $("video-mode").value === "server") showServerVideo();
   });
   socket.addEventListener("message", (msg) => {
     if (socket === state.socket) onMessage(msg.data);

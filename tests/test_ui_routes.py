@@ -17,6 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from joyvl_agent import load_config
 from joyvl_agent.app import build_app
+from joyvl_agent.delegation_types import Artifact, DelegationResult
 from joyvl_agent.session import Session
 from joyvl_agent.ui import COOKIE, CSP
 
@@ -29,12 +30,29 @@ def jpeg(colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     return buf.getvalue()
 
 
+class ChartMaker:
+    """A delegation target that answers with a chart and an HTML page that tries a script."""
+
+    name = "charts"
+    description = "draws charts"
+    side_effects = False
+    speak_result = False
+
+    async def run(self, request: Any, progress: Any) -> DelegationResult:
+        return DelegationResult(text="Here is the chart.", artifacts=[
+            Artifact(mime="image/jpeg", name="chart.jpg", data=jpeg((0, 0, 200))),
+            Artifact(mime="text/html", name="page.html",
+                     data=b"<p>hi</p><script>alert(document.cookie)</script>")])
+
+
 def serve(tmp_path: Path, *, source: str = "push", tokens: list[dict[str, str]] | None = None,
           reply: str = "</response> The card is red.") -> TestClient:
     config = load_config(overrides={"db": str(tmp_path / "ui.db"),
                                     "source": {"interval_s": 0.2},
-                                    "auth": {"tokens": tokens or []}})
-    session = Session(config, source=source, backend=ScriptedBackend(default=reply))
+                                    "auth": {"tokens": tokens or []},
+                                    "delegation": {"default_target": "charts"}})
+    session = Session(config, source=source, backend=ScriptedBackend(default=reply),
+                      targets=[ChartMaker()])
     return TestClient(build_app(session, config), base_url="http://127.0.0.1")
 
 
@@ -202,3 +220,21 @@ def test_memory_search_returns_hits_with_their_times(tmp_path: Path) -> None:
         assert client.get("/ui/recall?q=x&limit=lots").status_code == 400
         assert client.get("/ui/thumbs/999.jpg").status_code == 404
         assert client.get(f"/ui/thumbs/{10**30}.jpg").status_code == 404
+
+
+def test_delegation_artifacts_are_listed_and_served_sandboxed(tmp_path: Path) -> None:
+    with serve(tmp_path) as client, client.websocket_connect("ws://127.0.0.1/ui/ws") as ws:
+        session = client.app.state.serve.session
+        handle = client.portal.call(session.delegate, "Chart the colours")
+        receive_until(ws, lambda m: m.get("event", {}).get("kind") == "delegation"
+                      and m["event"]["state"] == "done")
+        listed = client.get(f"/ui/delegations/{handle.id}/artifacts").json()["artifacts"]
+        assert [(a["name"], a["mime"]) for a in listed] == [("chart.jpg", "image/jpeg"),
+                                                            ("page.html", "text/html")]
+        image = client.get(listed[0]["url"])
+        assert image.headers["content-type"] == "image/jpeg" and image.content[:2] == b"\xff\xd8"
+        page = client.get(listed[1]["url"])
+        assert page.headers["content-security-policy"].startswith("sandbox")
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert client.get(f"/ui/delegations/{handle.id}/artifacts/7").status_code == 404
+        assert client.get("/ui/delegations/nope/artifacts").status_code == 404

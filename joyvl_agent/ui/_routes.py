@@ -7,7 +7,9 @@ Mounted by `joyvl serve` beside `/health` and the MCP endpoint, in the loop's pr
   a status snapshot every 2 s, and commands from the page (ask, task, pause, …);
 - `GET /ui/video.mjpg` the newest source frame as MJPEG, at most `VIDEO_FPS` per second;
 - `POST /ui/frames` a JPEG from the browser's camera into a `push` source;
-- `GET /ui/recall?q=` memory search; `GET /ui/thumbs/{id}.jpg` a stored keyframe.
+- `GET /ui/recall?q=` memory search; `GET /ui/thumbs/{id}.jpg` a stored keyframe;
+- `GET /ui/delegations/{task_id}/artifacts[/{i}]` what a finished delegation produced (an
+  HTML artifact is served with `Content-Security-Policy: sandbox`: it cannot run script).
 
 With tokens configured every route needs the cookie (or a bearer header): the page is opened
 once as `/?token=…`, which sets an HttpOnly, SameSite=Strict cookie.
@@ -176,6 +178,37 @@ class UI:
             "thumb": f"/ui/thumbs/{h.thumbnail_id}.jpg" if h.thumbnail_id else None,
         } for h in hits]})
 
+    async def artifacts(self, request: Request) -> Response:
+        """The artifacts a finished delegation produced: `[{name, mime, url}]`."""
+        if not self.serve.authorized(request):
+            return self._denied()
+        task = self._task(request.path_params["task_id"])
+        if task is None:
+            return JSONResponse({"error": "no such delegation"}, status_code=404)
+        items = task.result.artifacts if task.result else []
+        return JSONResponse({"artifacts": [
+            {"name": a.name, "mime": a.mime,
+             "url": f"/ui/delegations/{task.id}/artifacts/{i}"} for i, a in enumerate(items)]})
+
+    async def artifact(self, request: Request) -> Response:
+        """One artifact's bytes, sandboxed: an HTML page opened from here runs no script
+        (`Content-Security-Policy: sandbox`), and nothing is sniffed into another type."""
+        if not self.serve.authorized(request):
+            return self._denied()
+        task = self._task(request.path_params["task_id"])
+        items = task.result.artifacts if task and task.result else []
+        index = request.path_params["index"]
+        if index >= len(items):
+            return PlainTextResponse("no such artifact", status_code=404)
+        item = items[index]
+        return Response(item.data, media_type=item.mime, headers={
+            "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; "
+                                       "style-src 'unsafe-inline'",
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+
+    def _task(self, task_id: str) -> Any:
+        return next((t for t in self.session.delegation.list() if t.id == task_id), None)
+
     async def thumb(self, request: Request) -> Response:
         if not self.serve.authorized(request):
             return self._denied()
@@ -332,6 +365,8 @@ def ui_routes(serve: ServeApp) -> list[Route | WebSocketRoute]:
         Route("/ui/frames", ui.frames, methods=["POST"]),
         Route("/ui/recall", ui.recall),
         Route("/ui/thumbs/{frame_id:int}.jpg", ui.thumb),
+        Route("/ui/delegations/{task_id}/artifacts", ui.artifacts),
+        Route("/ui/delegations/{task_id}/artifacts/{index:int}", ui.artifact),
         WebSocketRoute("/ui/ws", ui.ws),
         Route("/ui/{name}", ui.asset),
     ]

@@ -357,8 +357,9 @@ function delegationCard(taskId) {
   card.appendChild(el("progress", "bar"));
   card.appendChild(el("ul", "progress-list"));
   card.appendChild(el("div", "result"));
+  card.appendChild(el("div", "artifacts"));
   card.appendChild(el("p", "error-text error"));
-  for (const name of ["note", "target", "bar", "result", "error"]) {
+  for (const name of ["note", "target", "bar", "result", "artifacts", "error"]) {
     card.querySelector(`.${name}`).hidden = true;
   }
   state.cards.set(taskId, card);
@@ -385,6 +386,52 @@ function updateDelegation(event) {
   if (badgeState !== "running") card.querySelector(".bar").hidden = true;
   if (event.result) showResult(card.querySelector(".result"), event.result);
   setOptionalText(card.querySelector(".error"), event.error ? `Error: ${event.error}` : "");
+  if (badgeState === "done" && !card.dataset.artifacts) {
+    card.dataset.artifacts = "loading";
+    loadArtifacts(card, event.task_id);
+  }
+}
+
+// Images are shown; HTML pages open in an iframe that may run nothing (the server also sends
+// them with a sandbox policy); anything else is a download link.
+async function loadArtifacts(card, taskId) {
+  let items = [];
+  try {
+    const response = await fetch(`/ui/delegations/${encodeURIComponent(taskId)}/artifacts`);
+    if (response.ok) items = (await response.json()).artifacts || [];
+  } catch (err) {
+    return;
+  }
+  card.dataset.artifacts = String(items.length);
+  const box = card.querySelector(".artifacts");
+  if (!box || !items.length) return;
+  box.hidden = false;
+  for (const item of items) {
+    const url = String(item.url || "");
+    if (!url.startsWith("/ui/delegations/")) continue;
+    const mime = String(item.mime || "");
+    let node;
+    if (mime.startsWith("image/")) {
+      node = document.createElement("img");
+      node.className = "artifact-image";
+      node.alt = String(item.name || "artifact");
+      node.src = url;
+    } else if (mime === "text/html") {
+      node = document.createElement("iframe");
+      node.setAttribute("sandbox", "");
+      node.setAttribute("referrerpolicy", "no-referrer");
+      node.className = "artifact-frame";
+      node.title = String(item.name || "artifact");
+      node.src = url;
+    } else {
+      node = document.createElement("a");
+      node.className = "artifact-link";
+      node.href = url;
+      node.textContent = String(item.name || "artifact");
+      node.setAttribute("download", "");
+    }
+    box.appendChild(node);
+  }
 }
 
 function looksLikeHtml(text) {

@@ -238,3 +238,14 @@ def test_delegation_artifacts_are_listed_and_served_sandboxed(tmp_path: Path) ->
         assert page.headers["x-content-type-options"] == "nosniff"
         assert client.get(f"/ui/delegations/{handle.id}/artifacts/7").status_code == 404
         assert client.get("/ui/delegations/nope/artifacts").status_code == 404
+
+
+def test_keyframe_thumbnails_are_served(tmp_path: Path) -> None:
+    with serve(tmp_path) as client, client.websocket_connect("ws://127.0.0.1/ui/ws") as ws:
+        client.post("/ui/frames", content=jpeg((30, 30, 220)))
+        receive_until(ws, lambda m: m.get("event", {}).get("kind") == "decision")
+        session = client.app.state.serve.session
+        (stored,) = session._store.frames(session.session_id)
+        thumb = client.get(f"/ui/thumbs/{stored.id}.jpg")
+        assert thumb.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(thumb.content)).size == (160, 120)

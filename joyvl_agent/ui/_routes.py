@@ -117,17 +117,19 @@ class UI:
                     f"{len(jpeg)}\r\n\r\n").encode() + jpeg + b"\r\n"
 
         async def parts() -> AsyncIterator[bytes]:
-            last = None
+            last, jpeg, sent_at = None, _placeholder(), -1e9
+            loop = asyncio.get_running_loop()
             while True:
                 frame = self.session.latest_frame
-                if frame is None:  # a placeholder until the first frame (a browser shows a
-                    yield part(_placeholder())  # part only once the next one begins)
-                    await asyncio.sleep(1.0)
-                    continue
-                if frame is not last:
+                if frame is not None and frame is not last:
                     last = frame
                     jpeg = (await asyncio.to_thread(
                         encode_jpeg, frame.image, max_pixels=230_400, quality=70)).jpeg
+                    sent_at = -1e9
+                # a new frame at once; otherwise the same one again every second (a browser
+                # shows a part once the next begins, and a gone client is noticed on write)
+                if loop.time() - sent_at >= 1.0:
+                    sent_at = loop.time()
                     yield part(jpeg)
                 await asyncio.sleep(1 / VIDEO_FPS)
 

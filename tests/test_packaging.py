@@ -38,6 +38,8 @@ def test_wheel_has_one_namespace_and_no_generic_top_level_packages(wheel):
     for sub in ("mcp_server", "graphs", "tools"):
         assert f"joyvl_agent/{sub}/__init__.py" in names
     assert "joyvl_agent/py.typed" in names
+    for page in ("index.html", "app.js", "app.css"):  # the web UI ships with the package
+        assert f"joyvl_agent/ui/static/{page}" in names
     for pkg in (ROOT / "joyvl_agent").rglob("__init__.py"):
         rel = pkg.relative_to(ROOT).as_posix()
         assert rel in names, f"{rel} missing from the wheel: add it to [tool.setuptools]"

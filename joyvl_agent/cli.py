@@ -326,6 +326,29 @@ def _build_session(source: str, config: Config, kw: dict[str, Any],
                    fast=kw["fast"], loop=kw["loop_file"], targets=targets)
 
 
+def _speech_output(config: Config) -> tuple[Any, Any]:
+    """The engine and player `--speak` uses (checked before the session starts)."""
+    from .speech import LocalPlayer, make_engine
+
+    sp = config.speech
+    options: dict[str, Any] = {}
+    if sp.tts_engine == "espeak" and sp.tts_voice:
+        options["voice"] = sp.tts_voice
+    elif sp.tts_engine == "piper":
+        if not sp.tts_voice:
+            raise ConfigError("the piper engine needs a voice file",
+                              hint="set [speech] tts_voice = \"path/to/voice.onnx\"")
+        options["voice_path"] = sp.tts_voice
+    elif sp.tts_engine == "openai":
+        if not sp.tts_url:
+            raise ConfigError("the openai speech engine needs a URL",
+                              hint="set [speech] tts_url = \"http://host:port/v1\"")
+        options["base_url"] = sp.tts_url
+        if sp.tts_voice:
+            options["voice"] = sp.tts_voice
+    return make_engine(sp.tts_engine, **options), LocalPlayer(sp.player)
+
+
 def _file_duration(source: str) -> float | None:
     """The length of a video file in seconds (None for anything else)."""
     if not Path(source).is_file():
@@ -381,9 +404,11 @@ def _print_event(event: Any) -> None:
 @click.argument("source")
 @session_options
 @click.option("--json", "as_json", is_flag=True, help="Print every event as one JSON line.")
+@click.option("--speak", is_flag=True,
+              help="Say what the assistant says aloud ([speech] tts_engine, default espeak).")
 @click.pass_obj
 @_clean_errors
-def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
+def run(state: _State, source: str, as_json: bool, speak: bool, **kw: Any) -> None:
     """Watch SOURCE and show what the assistant says, live, in the terminal.
 
     SOURCE is a video file, a folder of images, an rtsp/rtmp/http(s)/srt URL, /dev/videoN,
@@ -394,10 +419,17 @@ def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
     config = _session_config(state, kw)
 
     async def main() -> None:
+        voice = _speech_output(config) if speak else None
         targets = await _delegation_targets(config)
         session = _build_session(source, config, kw, targets)
         await _start_with_signals(session, lambda: session.stop("signal"))
+        output = None
         try:
+            if voice is not None:
+                from .speech import SpeechOutput
+
+                output = SpeechOutput(session, *voice)
+                await output.start()
             backlog, sub = session.follow(maxsize=100_000)
             if kw["task"]:
                 await session.set_task(kw["task"])
@@ -427,6 +459,8 @@ def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
             try:
                 await session.run()
             finally:
+                if output is not None:
+                    await output.aclose()
                 await session.close()
                 await asyncio.wait_for(printer, 5)
         finally:

@@ -251,6 +251,12 @@ class SpeechConfig(_Section):
     asr_model: str | None = Field(None, description="faster-whisper model name or folder")
     asr_language: str | None = Field(None, description="None: detect")
     tts_engine: Literal["espeak", "piper", "openai", "none"] = "espeak"
+    tts_voice: str | None = Field(
+        None, description="espeak voice (en), Piper voice file, or OpenAI voice (alloy)")
+    tts_url: str | None = Field(None, description="openai engine: base URL (…/v1)")
+    player: list[str] | None = Field(
+        None, description="Command that plays a WAV from stdin (default: paplay, aplay or "
+        "ffplay, the first found)")
 
 
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar(

@@ -459,8 +459,8 @@ def run(state: _State, source: str, as_json: bool, speak: bool, **kw: Any) -> No
             try:
                 await session.run()
             finally:
-                if output is not None:
-                    await output.aclose()
+                if output is not None:  # Ctrl-C stops talking at once
+                    await output.aclose(0 if session._end_reason == "signal" else 10)
                 await session.close()
                 await asyncio.wait_for(printer, 5)
         finally:

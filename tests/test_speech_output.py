@@ -94,3 +94,25 @@ def test_joyvl_run_speak_with_a_misconfigured_engine_is_one_clean_error(tmp_path
                           "run", "push", "--speak"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 1 and "tts_url" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_a_broken_or_hung_player_loses_its_line_not_the_rest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from joyvl_agent.speech import SpeechQueue, _player
+
+    monkeypatch.setattr(_player, "PLAY_SLACK_S", 0.5)
+    with pytest.raises(SpeechError, match="hung"):
+        await LocalPlayer(["sh", "-c", "sleep 30"])(Audio.silence(0.1))
+    calls = []
+
+    async def flaky(audio: Audio) -> None:
+        calls.append(audio.duration_s)
+        if len(calls) == 1:
+            raise SpeechError("no device")
+
+    queue = SpeechQueue(SilentEngine(), VirtualClock(auto=True), player=flaky)
+    queue.offer("first line", reason="task")
+    queue.offer("second line", reason="task")
+    queue.close()
+    await asyncio.wait_for(queue.run(), 5)
+    assert (queue.failed, queue.spoken, len(calls)) == (1, 1, 2)

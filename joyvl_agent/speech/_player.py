@@ -12,6 +12,9 @@ from ._tts import Audio, SpeechError
 
 __all__ = ["PLAYERS", "LocalPlayer"]
 
+#: How much longer than the audio a player may take before it counts as hung.
+PLAY_SLACK_S = 10.0
+
 #: Players tried in order: PulseAudio/PipeWire, ALSA, then ffmpeg's ffplay (all read a WAV on
 #: standard input).
 PLAYERS: tuple[tuple[str, ...], ...] = (
@@ -44,16 +47,23 @@ class LocalPlayer:
         self.command = command
 
     async def __call__(self, audio: Audio) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            *self.command, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True)  # its own process group: a kill stops its children too
         try:
-            _, err = await proc.communicate(audio.to_wav())
-        except asyncio.CancelledError:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True)  # its own process group: a kill stops its children
+        except OSError as exc:
+            raise SpeechError(f"cannot start {self.command[0]}: {exc}") from exc
+        try:
+            async with asyncio.timeout(audio.duration_s + PLAY_SLACK_S):
+                _, err = await proc.communicate(audio.to_wav())
+        except (asyncio.CancelledError, TimeoutError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+            if isinstance(exc, TimeoutError):
+                raise SpeechError(f"{self.command[0]} hung playing {audio.duration_s:.1f} s "
+                                  "of speech", hint="is the audio device busy?") from exc
             raise
         if proc.returncode:
             raise SpeechError(f"{self.command[0]} could not play speech: "

@@ -143,6 +143,10 @@ class SpeechQueue:
         heapq.heapify(keep)
         self._heap = keep
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """No more lines: `run()` returns once the queue is spoken."""
         self._closed = True
@@ -207,10 +211,13 @@ class SpeechQueue:
             log.warning("speech engine %s failed: %s", self.engine.name, exc)
             return
         start = self.clock.now()
-        self._recent.append(line.text)
         try:
             await self._player(audio)
             self.spoken += 1
+            self._recent.append(line.text)
+        except (SpeechError, OSError) as exc:  # a broken speaker loses this line, not the rest
+            self.failed += 1
+            log.warning("playing speech failed: %s", exc)
         finally:
             end = self.clock.now() if self._cut_at is None else max(start, self._cut_at)
             self.playback.append(Playback(start, end, line.text))

@@ -36,7 +36,25 @@ _NOT_FOUND = "the base URL of an OpenAI-compatible server usually ends in /v1"
 
 
 class OpenAIModelTarget:
-    """A vision chat model behind the `DelegationTarget` protocol. Build with `openai_model`."""
+    """An OpenAI-compatible vision chat model (vLLM, Ollama, a hosted API) as a target.
+
+    Args:
+        base_url: e.g. `http://127.0.0.1:8000/v1`.
+        model: Model name (default: the first one the server lists).
+        api_key: Sent as a bearer token.
+        name: Target name.
+        description: What the router reads (a sensible default is given).
+        max_frames: Send at most this many of the most recent frames (0: none).
+        timeout: Seconds for one request.
+        system_prompt: Replaces `DEFAULT_SYSTEM_PROMPT`.
+        max_tokens: Length limit of the answer.
+        temperature: Sampling temperature.
+        speak_result: Speak the answer directly instead of leaving it to the model.
+        transport: An httpx transport (tests: `httpx.MockTransport`).
+
+    Raises:
+        ValueError: A malformed URL, name or limit.
+    """
 
     side_effects = False
 
@@ -145,43 +163,5 @@ class OpenAIModelTarget:
                                           "usage": data.get("usage")}, source=self._source)
 
 
-def openai_model(
-    base_url: str,
-    *,
-    model: str | None = None,
-    api_key: str | None = None,
-    name: str = "background_model",
-    description: str | None = None,
-    max_frames: int = 8,
-    timeout: float = 120.0,
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-    max_tokens: int = 1024,
-    temperature: float = 0.2,
-    speak_result: bool = False,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> OpenAIModelTarget:
-    """An OpenAI-compatible vision chat model (vLLM, Ollama, a hosted API) as a target.
-
-    Args:
-        base_url: e.g. `http://127.0.0.1:8000/v1`.
-        model: Model name (default: the first one the server lists).
-        api_key: Sent as a bearer token.
-        name: Target name.
-        description: What the router reads (a sensible default is given).
-        max_frames: Send at most this many of the most recent frames (0: none).
-        timeout: Seconds for one request.
-        system_prompt: Replaces `DEFAULT_SYSTEM_PROMPT`.
-        max_tokens: Length limit of the answer.
-        temperature: Sampling temperature.
-        speak_result: Speak the answer directly instead of leaving it to the model.
-        transport: An httpx transport (tests: `httpx.MockTransport`).
-
-    Raises:
-        ValueError: A malformed URL, name or limit.
-    """
-    return OpenAIModelTarget(
-        base_url, model=model, api_key=api_key, name=name, description=description,
-        max_frames=max_frames, timeout=timeout, system_prompt=system_prompt,
-        max_tokens=max_tokens, temperature=temperature, speak_result=speak_result,
-        transport=transport,
-    )
+#: The documented way to build one (`openai_model(...)`): the class itself, same arguments.
+openai_model = OpenAIModelTarget

@@ -28,7 +28,23 @@ _SHAPE = 'answer with {"text": "...", "data": {...}, "artifacts": [...]}'
 
 
 class WebhookTarget:
-    """An HTTP endpoint behind the `DelegationTarget` protocol. Build with `webhook`."""
+    """An HTTP endpoint that answers delegated questions.
+
+    Args:
+        url: Where to POST.
+        name: Target name.
+        description: What the router reads.
+        headers: Extra headers (e.g. `{"Authorization": "Bearer ..."}`).
+        timeout: Seconds for one request.
+        side_effects: Default True: a webhook may act on the world, so a session must enable
+            it explicitly; pass False for a read-only service.
+        speak_result: Speak the answer directly.
+        max_frames: Send at most this many recent frames (default: all in the request).
+        transport: An httpx transport (tests).
+
+    Raises:
+        ValueError: A malformed URL, name or timeout.
+    """
 
     def __init__(
         self,
@@ -102,35 +118,5 @@ class WebhookTarget:
         return make_result(answer["text"], data=data, artifacts=artifacts, source=source)
 
 
-def webhook(
-    url: str,
-    *,
-    name: str = "webhook",
-    description: str | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 30.0,
-    side_effects: bool = True,
-    speak_result: bool = False,
-    max_frames: int | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> WebhookTarget:
-    """An HTTP endpoint that answers delegated questions.
-
-    Args:
-        url: Where to POST.
-        name: Target name.
-        description: What the router reads.
-        headers: Extra headers (e.g. `{"Authorization": "Bearer ..."}`).
-        timeout: Seconds for one request.
-        side_effects: Default True: a webhook may act on the world, so a session must enable
-            it explicitly; pass False for a read-only service.
-        speak_result: Speak the answer directly.
-        max_frames: Send at most this many recent frames (default: all in the request).
-        transport: An httpx transport (tests).
-
-    Raises:
-        ValueError: A malformed URL, name or timeout.
-    """
-    return WebhookTarget(url, name=name, description=description, headers=headers,
-                         timeout=timeout, side_effects=side_effects, speak_result=speak_result,
-                         max_frames=max_frames, transport=transport)
+#: The documented way to build one (`webhook(...)`): the class itself, same arguments.
+webhook = WebhookTarget

@@ -201,7 +201,6 @@ class Session:
         self.summary_grace_s = 5.0
         self.retention_every_s = 600.0
         self._recent_images: deque[EncodedImage] = deque(maxlen=8)
-        self._sent_tokens: deque[tuple[float, int]] = deque()  # (frame_t, visual tokens)
         self.codec: FrameCodec = make_codec(self.config.codec)
         self._speech: deque[str] = deque(maxlen=5)
         self._embedder: Embedder | None = None
@@ -514,12 +513,10 @@ class Session:
             coded, thumb, thumb_t = await asyncio.to_thread(work)
         budget = self.config.codec.tokens_per_minute
         for c in coded:
-            if c.image is not None:
-                self._tokens_in_last_minute(c.frame_t, c.est_tokens)
             if c.over_budget:
                 await self.bus.publish(ErrorEvent(
                     stage="codec", category="codec_over_budget", retryable=False,
-                    message=f"{self._tokens_in_last_minute(c.frame_t)} visual "
+                    message=f"{codec.tokens_last_minute(c.frame_t)} visual "
                             f"tokens in the last minute, over the budget of {budget}: "
                             "keyframes are never dropped; lower [codec] max_pixels or raise "
                             "tokens_per_minute"))
@@ -678,21 +675,12 @@ class Session:
             prompt_images=stats.images if stats else 0,
             prompt_turns=stats.turns if stats else 0,
             codec=self.codec.mode,
-            visual_tokens_per_min=self._tokens_in_last_minute(self.bus.session_time()),
+            visual_tokens_per_min=self.codec.tokens_last_minute(self.bus.session_time()),
             frames_decoded=source.frames_decoded if source else 0,
             frames_dropped=(source.frames_dropped if source else 0) + self.sampler.unused,
             reconnects=source.reconnects if source else 0,
             last_seq=self.bus.last_seq,
         )
-
-    def _tokens_in_last_minute(self, now: float, add: int = 0) -> int:
-        """Visual tokens sent in the minute of frames before `now`, counting `add` sent at
-        `now` (both codecs; the one rolling window the status and the budget error use)."""
-        if add:
-            self._sent_tokens.append((now, add))
-        while self._sent_tokens and self._sent_tokens[0][0] <= now - 60:
-            self._sent_tokens.popleft()
-        return sum(n for _, n in self._sent_tokens)
 
     # -- handlers -------------------------------------------------------------------------
 

@@ -52,6 +52,21 @@ UNCHANGED_NOTE = "(no visible change since the last image)"
 _WINDOW_S = 60.0
 
 
+class TokenWindow:
+    """Visual tokens sent over the last minute of frame time."""
+
+    def __init__(self) -> None:
+        self._sent: deque[tuple[float, int]] = deque()
+
+    def add(self, t: float, tokens: int) -> None:
+        self._sent.append((t, tokens))
+
+    def total(self, now: float) -> int:
+        while self._sent and self._sent[0][0] <= now - _WINDOW_S:
+            self._sent.popleft()
+        return sum(n for _, n in self._sent)
+
+
 @dataclass(frozen=True)
 class CodedFrame:
     """One sampled frame as coded: its class, why, and the image sent (None: unchanged)."""
@@ -83,6 +98,10 @@ class FrameCodec(Protocol):
 
     def code(self, frame: VideoFrame) -> CodedFrame: ...
 
+    def tokens_last_minute(self, now: float) -> int:
+        """Visual tokens sent in the minute of frame time before `now`."""
+        ...
+
     def reset(self) -> None:
         """Forget what the model has seen (its context was reset or lost a frame)."""
         ...
@@ -95,11 +114,16 @@ class UniformCodec:
 
     def __init__(self, config: CodecConfig | None = None) -> None:
         self.config = config or CodecConfig()
+        self._spent = TokenWindow()
 
     def code(self, frame: VideoFrame) -> CodedFrame:
         image = encode_jpeg(frame.image, max_pixels=self.config.max_pixels,
                             quality=self.config.jpeg_quality, frame_t=frame.t)
+        self._spent.add(frame.t, image.est_tokens)
         return CodedFrame(frame.t, "keyframe", "uniform", 1.0, image)
+
+    def tokens_last_minute(self, now: float) -> int:
+        return self._spent.total(now)
 
     def reset(self) -> None:
         return None
@@ -120,7 +144,7 @@ class AdaCodec:
         self._previous: Thumb | None = None  # the last frame sampled
         self._last_key_t: float | None = None
         self._motion = 0.0  # recent share of strongly changed blocks (an EMA)
-        self._spent: deque[tuple[float, int]] = deque()
+        self._spent = TokenWindow()
         self._reported_t: float | None = None
         self._lock = threading.Lock()
 
@@ -134,9 +158,7 @@ class AdaCodec:
 
     def tokens_last_minute(self, now: float) -> int:
         """Visual tokens sent in the minute before `now` (frame time)."""
-        while self._spent and self._spent[0][0] <= now - _WINDOW_S:
-            self._spent.popleft()
-        return sum(n for _, n in self._spent)
+        return self._spent.total(now)
 
     def code(self, frame: VideoFrame) -> CodedFrame:
         """Classify and encode one frame.
@@ -166,7 +188,7 @@ class AdaCodec:
         self._reference = thumb
         if kind == "keyframe":
             self._last_key_t = frame.t
-        self._spent.append((frame.t, image.est_tokens))
+        self._spent.add(frame.t, image.est_tokens)
         over = spent + image.est_tokens > cfg.tokens_per_minute
         report = over and (self._reported_t is None
                            or frame.t - self._reported_t >= _WINDOW_S)

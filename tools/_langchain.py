@@ -36,7 +36,20 @@ def _json_schema(tool: BaseTool) -> dict[str, Any]:
 
 
 class LangChainTarget:
-    """A LangChain tool behind the `DelegationTarget` protocol. Build with `langchain_tool`."""
+    """Wrap a LangChain tool (`@tool` function, `StructuredTool`, `BaseTool` subclass).
+
+    The question goes to the tool's `question` (or `query`, `text`, `prompt`, `input`)
+    argument, or to its only argument; `note`, `task`, `frames` (JPEG data URLs) and
+    `recent_speech` are passed where the tool declares them.
+
+    Args:
+        tool: The LangChain tool.
+        name: Target name (default: the tool's name, lowercased and sanitized).
+        description: Default: the tool's description.
+        side_effects: It acts on the world: a session must enable it explicitly.
+        speak_result: Speak the answer directly.
+        max_frames: At most this many recent frames are passed (to a `frames` argument).
+    """
 
     def __init__(
         self,
@@ -149,28 +162,5 @@ def _data_url(url: str, index: int, source: str) -> Artifact | None:
     return artifact_from_base64(payload, head, name=None, index=index, source=source)
 
 
-def langchain_tool(
-    tool: BaseTool,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    side_effects: bool = False,
-    speak_result: bool = False,
-    max_frames: int = 8,
-) -> LangChainTarget:
-    """Wrap a LangChain tool (`@tool` function, `StructuredTool`, `BaseTool` subclass).
-
-    The question goes to the tool's `question` (or `query`, `text`, `prompt`, `input`)
-    argument, or to its only argument; `note`, `task`, `frames` (JPEG data URLs) and
-    `recent_speech` are passed where the tool declares them.
-
-    Args:
-        tool: The LangChain tool.
-        name: Target name (default: the tool's name, lowercased and sanitized).
-        description: Default: the tool's description.
-        side_effects: It acts on the world: a session must enable it explicitly.
-        speak_result: Speak the answer directly.
-        max_frames: At most this many recent frames are passed (to a `frames` argument).
-    """
-    return LangChainTarget(tool, name=name, description=description, side_effects=side_effects,
-                           speak_result=speak_result, max_frames=max_frames)
+#: The documented way to build one (`langchain_tool(...)`): the class itself, same arguments.
+langchain_tool = LangChainTarget

@@ -312,7 +312,8 @@ class _Mailbox:
         """Frames currently held (never more than two with `latest_wins`)."""
         with self._lock:
             waiting = sum(isinstance(i, _Item) for i in self._incoming)
-        return waiting + sum(isinstance(i, _Item) for i in self._ready)
+        ready = tuple(self._ready)  # one C-level copy: safe while the loop mutates the deque
+        return waiting + sum(isinstance(i, _Item) for i in ready)
 
 
 # --------------------------------------------------------------------------- sampling

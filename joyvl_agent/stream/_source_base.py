@@ -454,6 +454,7 @@ def decode_video(
     """
     tb = stream.time_base
     bad = 0
+    flushed = False
     with av_errors(name, "read"):
         packets = container.demux()
     while not stop.is_set():
@@ -466,7 +467,11 @@ def decode_video(
             on_packet()
         if packet.stream_index != stream.index:
             continue
-        if packet.size and tb is not None:
+        if not packet.size:
+            if flushed:  # PyAV repeats the end-of-stream packet in files with more streams
+                continue
+            flushed = True
+        elif tb is not None:
             pkt_t = None if packet.pts is None else float(packet.pts * tb)
             order_t = None if packet.dts is None else float(packet.dts * tb)
             if not skipper.keep(pkt_t, order_t, packet.is_keyframe):

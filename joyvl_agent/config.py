@@ -248,8 +248,28 @@ class UiConfig(_Section):
 
 
 class SpeechConfig(_Section):
-    asr_model: str | None = Field(None, description="faster-whisper model name or folder")
-    asr_language: str | None = Field(None, description="None: detect")
+    asr_model: str = Field(
+        "small", description="faster-whisper model: a size (tiny, base, small, medium, "
+        "large-v3, turbo …) fetched once from the hub, or a local CTranslate2 folder")
+    asr_language: str | None = Field(None, description="Language code (en, de …); None: detect")
+    asr_device: Literal["auto", "cpu", "cuda"] = "auto"
+    asr_compute_type: str = Field(
+        "default", description="CTranslate2 compute type: default, int8, int8_float16, "
+        "float16, float32 …")
+    asr_beam_size: int = Field(1, ge=1, le=10)
+    vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability")
+    vad_min_silence_s: float = Field(
+        0.5, gt=0, le=5, description="Silence that ends an utterance")
+    partial_every_s: float = Field(
+        1.0, ge=0, description="Seconds of speech between partial transcripts; 0: none")
+    transcript_route: Literal["auto", "ask", "task"] = Field(
+        "auto", description="What a final transcript becomes: auto (a standing instruction "
+        "is the task, the rest is asked), ask or task")
+    echo_guard: bool = Field(
+        True, description="Drop speech heard while the assistant plays (speakers); off with "
+        "headphones")
+    echo_tail_s: float = Field(0.3, ge=0, le=5, description="Echo heard after playback ends")
+    barge_in: bool = Field(True, description="User speech stops the assistant talking")
     tts_engine: Literal["espeak", "piper", "openai", "none"] = "espeak"
     tts_voice: str | None = Field(
         None, description="espeak voice (en), Piper voice file, or OpenAI voice (alloy)")

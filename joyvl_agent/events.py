@@ -50,6 +50,7 @@ __all__ = [
     "SummaryCommittedEvent",
     "TaskEndedEvent",
     "TaskSetEvent",
+    "TranscriptEvent",
     "check_session_id",
     "event_json_schema",
     "parse_event",
@@ -136,6 +137,27 @@ class SpeechEvent(BaseEvent):
     frame_t: float | None = None
     task_id: str | None = None
     text_fields: ClassVar[tuple[str, ...]] = ("text",)
+
+
+class TranscriptEvent(BaseEvent):
+    """What the user said, heard by speech recognition: partial while they talk, then final.
+
+    A final transcript is routed: asked as a question, set as the task, or not used.
+    """
+
+    kind: Literal["transcript"] = "transcript"
+    text: str = Field(min_length=1)
+    final: bool = True
+    source: str = Field("mic", description="The audio input: browser, mic, source, or a name")
+    start_t: float = Field(description="Session seconds the utterance started")
+    end_t: float = Field(description="Session seconds it ended (so far, while partial)")
+    language: str | None = None
+    route: Literal["ask", "task", "none"] | None = Field(
+        None, description="Final transcripts: what was done with it")
+    text_fields: ClassVar[tuple[str, ...]] = ("text",)
+
+    def search_text(self) -> str | None:
+        return self.text if self.final else None  # partials are drafts of the final line
 
 
 class TaskSetEvent(BaseEvent):
@@ -252,6 +274,7 @@ Event = Annotated[
     | SessionEndedEvent
     | DecisionEvent
     | SpeechEvent
+    | TranscriptEvent
     | TaskSetEvent
     | TaskEndedEvent
     | QuestionAskedEvent
@@ -273,6 +296,7 @@ EventKind = Literal[
     "session_ended",
     "decision",
     "speech",
+    "transcript",
     "task_set",
     "task_ended",
     "question_asked",

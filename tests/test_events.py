@@ -25,6 +25,8 @@ SAMPLES: dict[str, BaseEvent] = {
                                  latency_ms=120.5, prompt_tokens=900, prompt_images=5,
                                  prompt_turns=5),
     "speech": ev.SpeechEvent(text="A cup appeared.", reason="task", frame_t=5.0),
+    "transcript": ev.TranscriptEvent(text="Tell me when a cup appears", source="browser",
+                                     start_t=3.2, end_t=5.0, language="en", route="task"),
     "task_set": ev.TaskSetEvent(text="Tell me when a cup appears", once=True),
     "task_ended": ev.TaskEndedEvent(text="Tell me when a cup appears", state="done"),
     "question_asked": ev.QuestionAskedEvent(question="What colour?", question_id="q1"),
@@ -45,7 +47,7 @@ SAMPLES: dict[str, BaseEvent] = {
 
 def test_every_kind_has_a_sample_and_a_model():
     assert set(SAMPLES) == set(EVENT_KINDS)
-    assert len(EVENT_KINDS) == 17
+    assert len(EVENT_KINDS) == 18
     for kind, sample in SAMPLES.items():
         assert sample.kind == kind
 

@@ -91,6 +91,8 @@ class SpeechQueue:
         self._cut_at: float | None = None
         self._tasks = TaskSupervisor("speech")
         self.playback: list[Playback] = []
+        self.playing_since: float | None = None
+        """Clock time the current clip started playing (None while silent or synthesizing)."""
         self.spoken = 0
         self.dropped_duplicates = 0
         self.skipped_stale = 0
@@ -210,7 +212,7 @@ class SpeechQueue:
             self.failed += 1
             log.warning("speech engine %s failed: %s", self.engine.name, exc)
             return
-        start = self.clock.now()
+        start = self.playing_since = self.clock.now()
         try:
             await self._player(audio)
             self.spoken += 1
@@ -221,6 +223,8 @@ class SpeechQueue:
         finally:
             end = self.clock.now() if self._cut_at is None else max(start, self._cut_at)
             self.playback.append(Playback(start, end, line.text))
+            del self.playback[:-1000]  # the echo guard looks at the last few
+            self.playing_since = None
 
     async def _virtual_speaker(self, audio: Audio) -> None:
         await self.clock.sleep(audio.duration_s)

@@ -5,6 +5,8 @@ Mounted by `joyvl serve` beside `/health` and the MCP endpoint, in the loop's pr
 - `GET /` the page (`GET /?token=…` sets the login cookie and redirects to `/`);
 - `WS /ui/ws?after=SEQ` every event after SEQ from the store, then live ones from the bus,
   a status snapshot every 2 s, and commands from the page (ask, task, pause, …);
+- `WS /ui/audio` the page's microphone in (16 kHz mono s16le PCM) and the assistant's speech
+  out (WAV clips), when the server was started with speech (see `UI.audio`);
 - `GET /ui/video.mjpg` the newest source frame as MJPEG, at most `VIDEO_FPS` per second;
 - `POST /ui/frames` a JPEG from the browser's camera into a `push` source;
 - `GET /ui/recall?q=` memory search; `GET /ui/thumbs/{id}.jpg` a stored keyframe;
@@ -44,7 +46,7 @@ from ..stream import PushSource, encode_jpeg
 if TYPE_CHECKING:
     from ..app import ServeApp
 
-__all__ = ["COOKIE", "CSP", "ui_routes"]
+__all__ = ["COOKIE", "CSP", "MAX_AUDIO_CHUNK", "ui_routes"]
 
 log = logging.getLogger("joyvl_agent.ui")
 
@@ -57,7 +59,10 @@ VIDEO_FPS = 4.0
 MAX_TEXT_CHARS = 2000
 STATUS_EVERY_S = 2.0
 FIRST_LOAD_EVENTS = 2000
-_ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
+MAX_AUDIO_CHUNK = 64 * 1024
+"""Bytes of PCM one binary message on `/ui/audio` may hold (about 2 s at 16 kHz)."""
+_ASSETS = {"app.js": "text/javascript", "app.css": "text/css",
+           "mic-worklet.js": "text/javascript"}
 _PERSONAS = ("default", "quiet", "talkative")
 
 
@@ -251,6 +256,20 @@ class UI:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
+    async def audio(self, websocket: WebSocket) -> None:
+        """`WS /ui/audio`: the page's microphone and speaker (protocol: `_AudioLink`)."""
+        await websocket.accept()
+        if not _same_origin(websocket):
+            await websocket.close(code=4403, reason="cross-site WebSocket refused")
+            return
+        if not self.serve.authorized(websocket):
+            await websocket.close(code=4401, reason="unauthorized")
+            return
+        link = _AudioLink(websocket, getattr(self.serve, "speech_input", None),
+                          getattr(self.serve, "browser_audio", None),
+                          writable=self.serve.authorized(websocket, write=True))
+        await link.run()
+
     async def _receive_commands(self, websocket: WebSocket, writable: bool) -> None:
         try:
             while True:
@@ -339,6 +358,202 @@ class UI:
         return {}
 
 
+class _AudioLink:
+    """One page on `/ui/audio`: its microphone into a `SpeechInput` stream named "browser",
+    and the assistant's speech from `BrowserAudio` out to it.
+
+    Server to page (text messages are JSON objects):
+
+    - `{"type": "hello", "listening": bool, "speaking": bool, "sample_rate": 16000,
+      "max_chunk_bytes": int}` first: whether the microphone is taken (the server listens and
+      the token may write) and whether speech is played here;
+    - `{"type": "play", "id": n, "duration_s": d}` then one binary message: a WAV clip;
+    - `{"type": "stop"}`: cut the clip playing now and drop the queued ones (barge-in);
+    - `{"type": "state", "hands_free": bool, "ptt": bool, "echo_guard": bool,
+      "speaker": bool}` after each control message;
+    - `{"type": "error", "error": str}` for a message refused; the socket stays open.
+
+    Page to server:
+
+    - binary: PCM, signed 16-bit little-endian mono at 16 kHz, at most `MAX_AUDIO_CHUNK`
+      bytes; used only while hands-free is on or push-to-talk is held (else ignored);
+    - `{"type": "ptt", "down": bool}`: push-to-talk pressed (barge-in, listen) or released
+      (the utterance ends now);
+    - `{"type": "hands_free", "on": bool}`: listen all the time, or only while PTT is held;
+    - `{"type": "echo_guard", "on": bool}`: off with headphones (talking over the assistant
+      then interrupts it);
+    - `{"type": "speaker", "on": bool}`: play the assistant's speech on this page or not (a
+      page with its speaker off is no listener: the speech queue does not wait on it).
+
+    Microphone messages need a full-scope token; listening to speech needs any.
+    """
+
+    def __init__(self, websocket: WebSocket, speech_input: Any, browser_audio: Any, *,
+                 writable: bool) -> None:
+        self.websocket = websocket
+        self.speech_input = speech_input
+        self.browser_audio = browser_audio
+        self.writable = writable
+        self.stream: Any = None
+        self.listener: Any = None
+        self.forwarders: set[asyncio.Task[None]] = set()
+        self.hands_free = False
+        self.ptt = False
+        self.ignored = 0
+        self._send_lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        if self.speech_input is not None and self.writable:
+            try:
+                self.stream = self.speech_input.open_stream("browser")
+            except Exception:  # the page still gets speech; it is told it cannot talk
+                log.exception("could not open the browser's audio input")
+        try:
+            # a page plays speech until it says otherwise; hello still goes first (it takes
+            # the send lock before the forwarder can run)
+            self._set_speaker(True)
+            await self._send({"type": "hello", "listening": self.stream is not None,
+                              "speaking": self.browser_audio is not None,
+                              "sample_rate": 16_000, "max_chunk_bytes": MAX_AUDIO_CHUNK})
+            await self._receive()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self._set_speaker(False)
+            for task in list(self.forwarders):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.stream is not None:
+                try:
+                    self.stream.close()
+                except Exception:
+                    log.exception("closing the browser's audio input failed")
+
+    async def _send(self, message: dict[str, Any] | str | bytes) -> None:
+        async with self._send_lock:
+            await self._send_unlocked(message)
+
+    async def _send_unlocked(self, message: dict[str, Any] | str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self.websocket.send_bytes(message)
+        else:
+            await self.websocket.send_text(
+                message if isinstance(message, str) else json.dumps(message))
+
+    async def _error(self, text: str) -> None:
+        await self._send({"type": "error", "error": text})
+
+    async def _receive(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                await self._audio(message["bytes"])
+            elif message.get("text") is not None:
+                await self._control(message["text"])
+
+    async def _audio(self, pcm: bytes) -> None:
+        if self.stream is None:
+            await self._error(self._no_mic_reason())
+            return
+        if len(pcm) > MAX_AUDIO_CHUNK:
+            await self._error(f"an audio chunk is {len(pcm)} bytes; at most "
+                              f"{MAX_AUDIO_CHUNK}")
+            return
+        if not (self.hands_free or self.ptt):  # the server decides, not only the page
+            self.ignored += 1
+            return
+        try:
+            self.stream.push(pcm)
+        except ValueError as exc:
+            await self._error(f"bad audio chunk: {exc}")
+        except Exception as exc:
+            log.exception("the browser's audio input failed on a chunk")
+            await self._error(f"audio input failed: {exc}")
+
+    def _no_mic_reason(self) -> str:
+        if self.speech_input is None:
+            return "this server does not listen: start `joyvl serve` with speech input"
+        if not self.writable:
+            return "this token may listen but not talk (read scope)"
+        return "the microphone input is unavailable (see the server's log)"
+
+    async def _control(self, text: str) -> None:
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("a message is a JSON object")
+        except ValueError as exc:
+            await self._error(f"bad message: {exc}")
+            return
+        kind = data.get("type")
+        field = {"ptt": "down", "hands_free": "on", "echo_guard": "on",
+                 "speaker": "on"}.get(str(kind))
+        if field is None:
+            await self._error(f"unknown message type {kind!r}: use ptt, hands_free, "
+                              "echo_guard or speaker")
+            return
+        value = data.get(field)
+        if not isinstance(value, bool):
+            await self._error(f"{kind} needs {field!r}: true or false")
+            return
+        if kind == "speaker":
+            if self.browser_audio is None:
+                await self._error("this server does not speak to the page")
+                return
+            self._set_speaker(value)
+        elif self.stream is None:
+            await self._error(self._no_mic_reason())
+            return
+        else:
+            try:
+                self._apply_mic(kind, value)
+            except Exception as exc:
+                log.exception("the browser's audio input refused %s", kind)
+                await self._error(f"{kind} failed: {exc}")
+                return
+        await self._send({"type": "state", "hands_free": self.hands_free, "ptt": self.ptt,
+                          "echo_guard": bool(getattr(self.stream, "echo_guard", True)),
+                          "speaker": self.listener is not None})
+
+    def _apply_mic(self, kind: str, value: bool) -> None:
+        if kind == "ptt":
+            if value != self.ptt:  # a repeated press is no new utterance
+                self.stream.push_to_talk(value)
+                self.ptt = value
+        elif kind == "hands_free":
+            self.hands_free = value
+        else:
+            self.stream.echo_guard = value
+
+    def _set_speaker(self, on: bool) -> None:
+        if on and self.listener is None and self.browser_audio is not None:
+            self.listener = self.browser_audio.attach()
+            task = asyncio.create_task(self._forward(self.listener), name="ui-audio-forward")
+            self.forwarders.add(task)
+            task.add_done_callback(self.forwarders.discard)
+        elif not on and self.listener is not None:
+            self.browser_audio.detach(self.listener)  # its forwarder ends by itself
+            self.listener = None
+
+    async def _forward(self, listener: Any) -> None:
+        """Send the listener's clips and stops to the page until it is detached."""
+        while True:
+            try:
+                messages = await listener.get()
+            except EOFError:
+                return
+            try:
+                async with self._send_lock:  # a clip's header and its WAV stay together
+                    for message in messages:
+                        await self._send_unlocked(message)
+            except Exception as exc:  # the page went away: the receiver sees it too
+                log.debug("stopped sending speech to a page: %r", exc)
+                return
+
+
 @functools.cache
 def _placeholder() -> bytes:
     """A small dark-grey JPEG shown until the source has a frame."""
@@ -370,5 +585,6 @@ def ui_routes(serve: ServeApp) -> list[Route | WebSocketRoute]:
         Route("/ui/delegations/{task_id}/artifacts", ui.artifacts),
         Route("/ui/delegations/{task_id}/artifacts/{index:int}", ui.artifact),
         WebSocketRoute("/ui/ws", ui.ws),
+        WebSocketRoute("/ui/audio", ui.audio),
         Route("/ui/{name}", ui.asset),
     ]

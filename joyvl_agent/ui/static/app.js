@@ -24,6 +24,31 @@ const state = {
   status: null,
   cards: new Map(), // task_id -> card element
   camera: {stream: null, timer: null, busy: false, frames: 0},
+  partials: new Map(), // transcript source -> the live "listening…" bubble
+  audio: {
+    socket: null,
+    backoffMs: BACKOFF_MIN_MS,
+    reconnectTimer: null,
+    listening: false, // the server takes this page's microphone
+    speaking: false, // the server plays speech here
+    context: null,
+    workletLoaded: false,
+    mic: {stream: null, source: null, node: null, sink: null, starting: null, idleTimer: null},
+    handsFree: false,
+    ptt: false,
+    pttReleasing: false,
+    releaseTimer: null,
+    speakerOn: true,
+    pendingClip: null, // a "play" header waiting for its WAV
+    clips: [], // received clips in order: {id, buffer, failed}
+    current: null, // the AudioBufferSourceNode playing
+    generation: 0, // bumped by stop: clips decoded after it are dropped
+    sentBytes: 0,
+    sentFrames: 0,
+    received: 0,
+    played: 0,
+    stops: 0,
+  },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -243,6 +268,7 @@ function startSession(sessionId) {
   state.cards.clear();
   $("timeline").replaceChildren();
   $("transcript").replaceChildren();
+  state.partials.clear();
   $("delegations").replaceChildren(el("p", "empty", "No delegations yet."));
   $("memory-results").replaceChildren();
   setText("status-session", sessionId);
@@ -251,7 +277,8 @@ function startSession(sessionId) {
 const EVENT_HANDLERS = {
   decision: addTick,
   speech: addSpeech,
-  question_asked: (e) => addBubble("question", "question", e.question, e.t),
+  question_asked: addQuestion,
+  transcript: onTranscript,
   task_set: (e) => addLine("task-line", `Task set: ${e.text}${taskDetails(e)}`, e.t),
   task_ended: (e) => addLine("task-line", `Task ${orDash(e.state)}: ${e.text}`, e.t),
   delegation: updateDelegation,
@@ -327,6 +354,73 @@ function addSpeech(event) {
   if (reason === "answer") classes += " answer";
   const bubble = addBubble(classes, reason, event.text, event.t);
   if (event.task_id) bubble.dataset.taskId = event.task_id;
+}
+
+// What the user said: a greyed "listening…" bubble while recognition runs, replaced in place
+// by the final line, which says what was done with it (asked, set as the task).
+const ROUTE_LABELS = {ask: "asked", task: "set as task"};
+
+function onTranscript(event) {
+  const source = String(event.source || "mic");
+  const live = state.partials.get(source);
+  if (!event.final) {
+    if (live && live.isConnected) {
+      live.querySelector(".text").textContent = String(event.text);
+      return;
+    }
+    const bubble = addBubble("question voice partial", "you (listening…)", event.text,
+      event.start_t);
+    bubble.dataset.source = source;
+    state.partials.set(source, bubble);
+    return;
+  }
+  state.partials.delete(source);
+  const route = ROUTE_LABELS[event.route] ? event.route : "none";
+  const bubble = voiceBubble(event.text, event.start_t, route);
+  // the question it became may already be shown (events race): show it once, as said
+  const twin = route === "ask" ? recentBubble(".bubble.question:not(.voice)", event.text) : null;
+  const old = live && live.isConnected ? live : twin;
+  if (old) {
+    old.replaceWith(bubble);
+    if (twin && twin !== old) twin.remove();
+  } else {
+    appendToTranscript(bubble);
+  }
+}
+
+function voiceBubble(text, t, route) {
+  const bubble = el("div", `bubble question voice final route-${route}`);
+  bubble.dataset.route = route;
+  const meta = el("div", "meta");
+  meta.appendChild(el("span", "label", "you"));
+  if (ROUTE_LABELS[route]) meta.appendChild(el("span", "route", ROUTE_LABELS[route]));
+  meta.appendChild(el("time", "when", formatTime(t)));
+  bubble.appendChild(meta);
+  bubble.appendChild(el("div", "text", text));
+  return bubble;
+}
+
+// A question typed or spoken; a spoken one is already shown as the user's line.
+function addQuestion(event) {
+  const spoken = recentBubble(".bubble.voice.route-ask:not([data-asked])", event.question);
+  if (spoken) {
+    spoken.dataset.asked = "1";
+    return;
+  }
+  addBubble("question", "question", event.question, event.t);
+}
+
+function sameText(a, b) {
+  const norm = (s) => String(s || "").trim().toLowerCase().replace(/\s+/g, " ");
+  return norm(a) === norm(b);
+}
+
+// The newest of the last few transcript entries matching `selector` with this text.
+function recentBubble(selector, text) {
+  const entries = Array.from($("transcript").children).slice(-12).reverse();
+  return entries.find((node) => node.matches(selector)
+    && sameText(node.querySelector(".text") && node.querySelector(".text").textContent, text))
+    || null;
 }
 
 function addLine(className, text, t) {
@@ -648,6 +742,463 @@ function onVideoModeChange() {
   else showServerVideo();
 }
 
+// ---- voice: microphone in, speech out (/ui/audio) --------------------------------------------
+//
+// A second WebSocket carries audio. The server says first what it offers ({type: "hello",
+// listening, speaking}); the controls stay hidden otherwise. The microphone goes through an
+// AudioWorklet (/ui/mic-worklet.js) that makes 100 ms frames of 16 kHz mono 16-bit PCM, sent as
+// binary messages only while push-to-talk is held or hands-free is on (the server enforces the
+// same). Speech comes as {type: "play", id, duration_s} then the clip as a binary WAV, played
+// in order; {type: "stop"} cuts it (barge-in). Counters for tests are on document.body.dataset:
+// audioSentBytes, audioSentFrames, audioReceived, audioPlayed, audioStops.
+
+const MIC_IDLE_MS = 30000; // close the microphone this long after its last use
+const PTT_FLUSH_MS = 300;
+
+function audioSocketUrl() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${proto}//${location.host}/ui/audio`;
+}
+
+function connectAudio() {
+  const a = state.audio;
+  clearTimeout(a.reconnectTimer);
+  a.reconnectTimer = null;
+  const socket = new WebSocket(audioSocketUrl());
+  socket.binaryType = "arraybuffer";
+  a.socket = socket;
+  socket.addEventListener("open", () => {
+    if (socket === a.socket) a.backoffMs = BACKOFF_MIN_MS;
+  });
+  socket.addEventListener("message", (msg) => {
+    if (socket !== a.socket) return;
+    if (msg.data instanceof ArrayBuffer) onClipData(msg.data);
+    else onAudioMessage(msg.data);
+  });
+  socket.addEventListener("close", () => {
+    if (socket !== a.socket) return;
+    a.socket = null;
+    releasePtt(false);
+    a.pendingClip = null;
+    setSendingIndicator();
+    if (a.reconnectTimer) return;
+    const wait = a.backoffMs;
+    a.backoffMs = Math.min(a.backoffMs * 2, BACKOFF_MAX_MS);
+    a.reconnectTimer = setTimeout(connectAudio, wait);
+  });
+}
+
+function audioSocketOpen() {
+  const socket = state.audio.socket;
+  return socket && socket.readyState === WebSocket.OPEN ? socket : null;
+}
+
+function sendAudioControl(type, fields) {
+  const socket = audioSocketOpen();
+  if (socket) socket.send(JSON.stringify(Object.assign({type}, fields)));
+}
+
+function onAudioMessage(data) {
+  let msg;
+  try {
+    msg = JSON.parse(data);
+  } catch (err) {
+    return;
+  }
+  if (!msg || typeof msg !== "object") return;
+  if (msg.type === "hello") onAudioHello(msg);
+  else if (msg.type === "play") state.audio.pendingClip = msg;
+  else if (msg.type === "stop") stopPlayback();
+  else if (msg.type === "error") setVoiceError(orDash(msg.error));
+}
+
+function onAudioHello(msg) {
+  const a = state.audio;
+  a.listening = msg.listening === true;
+  a.speaking = msg.speaking === true;
+  $("voice-panel").hidden = !(a.listening || a.speaking);
+  $("mic-controls").hidden = !a.listening;
+  $("voice-hint").hidden = !a.listening;
+  $("speaker-controls").hidden = !a.speaking;
+  setVoiceError("");
+  if (a.listening) {
+    // tell a (possibly restarted) server what this page has chosen
+    sendAudioControl("echo_guard", {on: !$("headphones-check").checked});
+    sendAudioControl("hands_free", {on: a.handsFree});
+  } else {
+    releasePtt(false);
+    setHandsFree(false);
+    stopMic();
+  }
+  if (!a.speaking) stopPlayback();
+  if (a.speaking) sendAudioControl("speaker", {on: a.speakerOn});
+}
+
+function setVoiceError(text) {
+  $("voice-error").textContent = text || "";
+}
+
+function updateAudioCounters() {
+  const a = state.audio;
+  const data = document.body.dataset;
+  data.audioSentBytes = String(a.sentBytes);
+  data.audioSentFrames = String(a.sentFrames);
+  data.audioReceived = String(a.received);
+  data.audioPlayed = String(a.played);
+  data.audioStops = String(a.stops);
+}
+
+// One AudioContext for the microphone and the speaker, made (or resumed) on a user gesture:
+// browsers keep sound off until the user has interacted with the page.
+function audioContext() {
+  const a = state.audio;
+  if (!a.context) {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return null;
+    a.context = new Context();
+  }
+  return a.context;
+}
+
+function resumeAudio() {
+  const a = state.audio;
+  if (!(a.speakerOn && a.speaking) && !a.mic.node) return;
+  const context = audioContext();
+  if (context && context.state === "suspended") context.resume().catch(() => {});
+  $("speaker-note").textContent = "";
+}
+
+// ---- the microphone
+
+function micErrorText(err) {
+  const name = err && err.name;
+  if (name === "NotAllowedError" || name === "SecurityError") {
+    return "Microphone access was denied: allow it for this site in the browser's settings, "
+      + "then try again.";
+  }
+  if (name === "NotFoundError" || name === "OverconstrainedError") return "No microphone found.";
+  if (name === "NotReadableError") {
+    return "The microphone cannot be read (another program may be using it).";
+  }
+  return `Microphone unavailable: ${(err && (err.message || err.name)) || "unknown error"}`;
+}
+
+// Open the microphone once (concurrent callers share the attempt); true when it runs.
+function ensureMic() {
+  const mic = state.audio.mic;
+  clearTimeout(mic.idleTimer);
+  if (mic.node) return Promise.resolve(true);
+  if (!mic.starting) mic.starting = startMic().finally(() => { mic.starting = null; });
+  return mic.starting;
+}
+
+async function startMic() {
+  const a = state.audio;
+  if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setVoiceError("The microphone needs a secure page: open it over https, or as "
+      + "http://localhost or http://127.0.0.1.");
+    return false;
+  }
+  const context = audioContext();
+  if (!context || !context.audioWorklet) {
+    setVoiceError("This browser cannot process microphone audio (no AudioWorklet).");
+    return false;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia(
+      {audio: {channelCount: 1, echoCancellation: true, noiseSuppression: true}});
+  } catch (err) {
+    setVoiceError(micErrorText(err));
+    return false;
+  }
+  try {
+    if (!a.workletLoaded) {
+      await context.audioWorklet.addModule("/ui/mic-worklet.js");
+      a.workletLoaded = true;
+    }
+    if (context.state === "suspended") await context.resume();
+    const source = context.createMediaStreamSource(stream);
+    const node = new AudioWorkletNode(context, "mic-capture", {
+      numberOfInputs: 1, numberOfOutputs: 1, channelCount: 1, channelCountMode: "explicit",
+    });
+    const sink = context.createGain(); // keeps the node pulled; nothing is heard
+    sink.gain.value = 0;
+    node.port.onmessage = (ev) => onMicFrame(ev.data);
+    source.connect(node);
+    node.connect(sink);
+    sink.connect(context.destination);
+    for (const track of stream.getAudioTracks()) {
+      track.addEventListener("ended", () => {
+        stopMic();
+        setHandsFree(false);
+        setVoiceError("The microphone stopped (unplugged or turned off).");
+      });
+    }
+    Object.assign(a.mic, {stream, source, node, sink});
+    $("mic-level").hidden = false;
+    setVoiceError("");
+    return true;
+  } catch (err) {
+    stream.getTracks().forEach((track) => track.stop());
+    setVoiceError(`Microphone unavailable: ${err.message || err.name}`);
+    return false;
+  }
+}
+
+function stopMic() {
+  const mic = state.audio.mic;
+  clearTimeout(mic.idleTimer);
+  mic.idleTimer = null;
+  if (mic.node) {
+    mic.node.port.onmessage = null;
+    mic.source.disconnect();
+    mic.node.disconnect();
+    mic.sink.disconnect();
+  }
+  if (mic.stream) mic.stream.getTracks().forEach((track) => track.stop());
+  Object.assign(mic, {stream: null, source: null, node: null, sink: null});
+  $("mic-level").hidden = true;
+  $("mic-level").value = 0;
+  setSendingIndicator();
+}
+
+// Close the microphone a while after its last use (the browser shows it as recording).
+function micIdleLater() {
+  const a = state.audio;
+  clearTimeout(a.mic.idleTimer);
+  a.mic.idleTimer = setTimeout(() => {
+    if (!a.handsFree && !a.ptt && !a.pttReleasing) stopMic();
+  }, MIC_IDLE_MS);
+}
+
+function micSending() {
+  const a = state.audio;
+  return a.listening && (a.handsFree || a.ptt || a.pttReleasing);
+}
+
+function setSendingIndicator() {
+  const sending = micSending() && !!state.audio.mic.node && !!audioSocketOpen();
+  $("voice-indicator").hidden = !sending;
+  $("voice-panel").classList.toggle("is-sending", sending);
+}
+
+function onMicFrame(msg) {
+  if (!msg || msg.type !== "frame") return;
+  const a = state.audio;
+  $("mic-level").value = Math.min(1, (Number(msg.level) || 0) * 4);
+  const socket = audioSocketOpen();
+  if (socket && micSending() && msg.pcm && msg.pcm.byteLength) {
+    socket.send(msg.pcm.buffer);
+    a.sentBytes += msg.pcm.byteLength;
+    a.sentFrames += 1;
+    updateAudioCounters();
+  }
+  if (msg.flushed && a.pttReleasing) finishPttRelease();
+}
+
+// ---- push-to-talk and hands-free
+
+async function pttDown() {
+  const a = state.audio;
+  if (!a.listening || a.ptt) return;
+  if (a.pttReleasing) finishPttRelease();
+  a.ptt = true;
+  $("ptt-button").setAttribute("aria-pressed", "true");
+  stopPlayback(); // barge-in here at once; the server stops the speech queue too
+  sendAudioControl("ptt", {down: true});
+  setSendingIndicator();
+  if (!(await ensureMic())) releasePtt(true);
+  setSendingIndicator();
+}
+
+function pttUp() {
+  const a = state.audio;
+  if (!a.ptt) return;
+  a.ptt = false;
+  $("ptt-button").setAttribute("aria-pressed", "false");
+  if (a.mic.node && audioSocketOpen()) {
+    // send what the worklet still holds before saying the utterance is over
+    a.pttReleasing = true;
+    a.releaseTimer = setTimeout(finishPttRelease, PTT_FLUSH_MS);
+    a.mic.node.port.postMessage({type: "flush"});
+  } else {
+    finishPttRelease();
+  }
+}
+
+function finishPttRelease() {
+  const a = state.audio;
+  clearTimeout(a.releaseTimer);
+  a.releaseTimer = null;
+  a.pttReleasing = false;
+  sendAudioControl("ptt", {down: false});
+  setSendingIndicator();
+  if (!a.handsFree) micIdleLater();
+}
+
+// Let go of push-to-talk without waiting (the socket closed, or the microphone failed).
+function releasePtt(tellServer) {
+  const a = state.audio;
+  const held = a.ptt || a.pttReleasing;
+  clearTimeout(a.releaseTimer);
+  a.releaseTimer = null;
+  a.ptt = false;
+  a.pttReleasing = false;
+  $("ptt-button").setAttribute("aria-pressed", "false");
+  if (held && tellServer) sendAudioControl("ptt", {down: false});
+}
+
+function setHandsFree(on) {
+  const a = state.audio;
+  a.handsFree = on;
+  $("hands-free-button").setAttribute("aria-pressed", on ? "true" : "false");
+  setSendingIndicator();
+}
+
+async function toggleHandsFree() {
+  const a = state.audio;
+  const on = !a.handsFree;
+  setHandsFree(on);
+  sendAudioControl("hands_free", {on});
+  if (!on) {
+    micIdleLater();
+    return;
+  }
+  if (!(await ensureMic()) && a.handsFree) {
+    setHandsFree(false);
+    sendAudioControl("hands_free", {on: false});
+  }
+  setSendingIndicator();
+}
+
+function isTextField(node) {
+  if (!node) return false;
+  if (node.isContentEditable) return true;
+  return ["INPUT", "TEXTAREA", "SELECT"].includes(node.tagName);
+}
+
+function isSpace(ev) {
+  return ev.code === "Space" || ev.key === " ";
+}
+
+function onKeyDown(ev) {
+  if (!isSpace(ev) || !state.audio.listening || isTextField(document.activeElement)) return;
+  ev.preventDefault(); // no page scroll, no button click
+  if (!ev.repeat) pttDown();
+}
+
+function onKeyUp(ev) {
+  if (!isSpace(ev) || !state.audio.ptt) return;
+  ev.preventDefault();
+  pttUp();
+}
+
+// ---- the speaker
+
+function toggleSpeaker() {
+  const a = state.audio;
+  a.speakerOn = !a.speakerOn;
+  $("speaker-button").setAttribute("aria-pressed", a.speakerOn ? "true" : "false");
+  if (a.speakerOn) resumeAudio();
+  else stopPlayback();
+  sendAudioControl("speaker", {on: a.speakerOn});
+}
+
+function onClipData(buffer) {
+  const a = state.audio;
+  const header = a.pendingClip;
+  a.pendingClip = null;
+  if (!header) return;
+  a.received += 1;
+  updateAudioCounters();
+  const context = a.speakerOn ? audioContext() : null;
+  if (!context) return;
+  const generation = a.generation;
+  const entry = {id: header.id, buffer: null, failed: false};
+  a.clips.push(entry);
+  context.decodeAudioData(buffer).then((decoded) => {
+    entry.buffer = decoded;
+  }, () => {
+    entry.failed = true;
+  }).finally(() => {
+    if (generation === a.generation) playNext();
+  });
+}
+
+// Play the oldest clip once it is decoded; clips play one after another, in order.
+function playNext() {
+  const a = state.audio;
+  while (!a.current && a.clips.length) {
+    const head = a.clips[0];
+    if (!head.buffer && !head.failed) return; // still decoding
+    a.clips.shift();
+    if (head.failed) continue;
+    const context = a.context;
+    if (context.state !== "running") {
+      context.resume().catch(() => {});
+      $("speaker-note").textContent = "Click anywhere in the page to hear the assistant.";
+      continue; // the moment has passed: skip it rather than play it late
+    }
+    const node = context.createBufferSource();
+    node.buffer = head.buffer;
+    node.connect(context.destination);
+    node.addEventListener("ended", () => {
+      if (a.current !== node) return;
+      a.current = null;
+      playNext();
+    });
+    a.current = node;
+    node.start();
+    a.played += 1;
+    updateAudioCounters();
+  }
+}
+
+// Barge-in: cut the clip playing now and drop the queued ones (and those still decoding).
+function stopPlayback() {
+  const a = state.audio;
+  const node = a.current;
+  if (!node && !a.clips.length) return;
+  a.generation += 1;
+  a.clips = [];
+  a.current = null;
+  if (node) {
+    try {
+      node.stop();
+    } catch (err) {
+      // already stopped
+    }
+  }
+  a.stops += 1;
+  updateAudioCounters();
+}
+
+function bindVoice() {
+  const ptt = $("ptt-button");
+  ptt.addEventListener("pointerdown", (ev) => {
+    if (ev.button !== 0) return;
+    ev.preventDefault();
+    pttDown();
+  });
+  for (const name of ["pointerup", "pointerleave", "pointercancel"]) {
+    ptt.addEventListener(name, pttUp);
+  }
+  ptt.addEventListener("contextmenu", (ev) => ev.preventDefault()); // long press on touch
+  $("hands-free-button").addEventListener("click", toggleHandsFree);
+  $("headphones-check").addEventListener("change", (ev) => {
+    sendAudioControl("echo_guard", {on: !ev.target.checked});
+  });
+  $("speaker-button").addEventListener("click", toggleSpeaker);
+  document.addEventListener("keydown", onKeyDown);
+  document.addEventListener("keyup", onKeyUp);
+  window.addEventListener("blur", pttUp); // the key or button may be let go elsewhere
+  // sound may start only after a user gesture: resume the context on the first one
+  document.addEventListener("pointerdown", resumeAudio, true);
+  document.addEventListener("keydown", resumeAudio, true);
+  updateAudioCounters();
+}
+
 // ---- controls --------------------------------------------------------------------------------
 
 function bindForm(formId, handler) {
@@ -704,6 +1255,7 @@ function bindControls() {
   $("reset-button").addEventListener("click", () => sendCommand("reset"));
   $("video-mode").addEventListener("change", onVideoModeChange);
   $("video-server").addEventListener("error", onServerVideoError);
+  bindVoice();
 }
 
 function main() {
@@ -712,6 +1264,7 @@ function main() {
   $("video-mode").value = "server";
   showServerVideo();
   connect();
+  connectAudio();
 }
 
 document.addEventListener("DOMContentLoaded", main);

@@ -37,8 +37,10 @@ class ServeApp:
     """Holds the session and its run task for the HTTP app."""
 
     def __init__(self, session: Session, config: Config, task: str | None = None,
-                 echo: Callable[[BaseEvent], None] | None = None) -> None:
+                 echo: Callable[[BaseEvent], None] | None = None, voice: Any = None) -> None:
         self.session = session
+        self.voice = voice
+        """`joyvl_agent.speech.SessionVoice`, started and stopped with the session."""
         self.initial_task = task
         self.echo = echo
         self.config = config
@@ -47,6 +49,10 @@ class ServeApp:
         self.error: str | None = None
         self.mcp: Any = None
         """The MCP server (`joyvl_agent.mcp_server`), mounted at `[mcp] path` when enabled."""
+        self.speech_input: Any = None
+        """`joyvl_agent.speech.SpeechInput` when the server listens (`--listen`), else None."""
+        self.browser_audio: Any = None
+        """`joyvl_agent.speech.BrowserAudio` when the server speaks to the page, else None."""
 
     def tokens(self, scope: str | None = None) -> list[str]:
         return [t.token.get_secret_value() for t in self.config.auth.tokens
@@ -81,6 +87,8 @@ class ServeApp:
             self.supervisor.spawn(self._echo(self.session.bus.subscribe()), "echo")
         if self.initial_task:
             await self.session.set_task(self.initial_task)
+        if self.voice is not None:
+            await self.voice.start()
         self.run_task = self.supervisor.spawn(self._run(), "session")
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -88,6 +96,8 @@ class ServeApp:
                     await stack.enter_async_context(self.mcp.session_manager.run())
                 yield
         finally:
+            if self.voice is not None:
+                await self.voice.aclose(0)
             await self.supervisor.aclose()
             await self.session.close()
 
@@ -125,15 +135,22 @@ def build_app(
     *,
     task: str | None = None,
     echo: Callable[[BaseEvent], None] | None = None,
+    voice: Any = None,
+    browser_audio: Any = None,
 ) -> Starlette:
     """The Starlette app serving `session` (checks the bind address against the tokens).
 
     Args:
         task: A standing instruction set once the session has started.
         echo: Called with every event (the CLI prints them).
+        voice: A `SessionVoice` (speech out and in) run with the session; its listener takes
+            the page's microphone at `/ui/audio`.
+        browser_audio: The `BrowserAudio` player the voice speaks through (pages play it).
     """
     check_bind(config)
-    state = ServeApp(session, config, task, echo)
+    state = ServeApp(session, config, task, echo, voice)
+    state.speech_input = voice.listener if voice is not None else None
+    state.browser_audio = browser_audio
     routes: list[BaseRoute] = [Route("/health", state.health), Route("/ready", state.ready)]
     if config.ui.enabled:
         from .ui import ui_routes

@@ -326,27 +326,42 @@ def _build_session(source: str, config: Config, kw: dict[str, Any],
                    fast=kw["fast"], loop=kw["loop_file"], targets=targets)
 
 
-def _speech_output(config: Config) -> tuple[Any, Any]:
-    """The engine and player `--speak` uses (checked before the session starts)."""
-    from .speech import LocalPlayer, make_engine
+def _voice(session: Any, config: Config, source: str, kw: dict[str, Any], *,
+           player: Any = None) -> Any:
+    """The session's speech out (`--speak`) and in (`--listen`), or None for neither."""
+    if not kw["speak"] and not kw["listen"]:
+        return None
+    from .speech import voice_from_config
 
-    sp = config.speech
-    options: dict[str, Any] = {}
-    if sp.tts_engine == "espeak" and sp.tts_voice:
-        options["voice"] = sp.tts_voice
-    elif sp.tts_engine == "piper":
-        if not sp.tts_voice:
-            raise ConfigError("the piper engine needs a voice file",
-                              hint="set [speech] tts_voice = \"path/to/voice.onnx\"")
-        options["voice_path"] = sp.tts_voice
-    elif sp.tts_engine == "openai":
-        if not sp.tts_url:
-            raise ConfigError("the openai speech engine needs a URL",
-                              hint="set [speech] tts_url = \"http://host:port/v1\"")
-        options["base_url"] = sp.tts_url
-        if sp.tts_voice:
-            options["voice"] = sp.tts_voice
-    return make_engine(sp.tts_engine, **options), LocalPlayer(sp.player)
+    return voice_from_config(session, config, speak=kw["speak"], player=player,
+                             listen=kw["listen"], source=source, loop=kw["loop_file"])
+
+
+async def _prepare_speech(config: Config, kw: dict[str, Any]) -> None:
+    """Check the TTS settings (`--speak`) and load the speech model (`--listen`) first: a
+    mistake fails before anything runs (sessions then share the loaded model)."""
+    from .speech import engine_from_config, transcriber_from_config
+
+    if kw["speak"]:
+        engine_from_config(config.speech)
+    if kw["listen"]:
+        import asyncio
+
+        transcriber = transcriber_from_config(config.speech)
+        click.echo(f"loading speech recognition ({transcriber.model_name}) …", err=True)
+        await asyncio.to_thread(transcriber.load)
+
+
+def speech_options(fn: F) -> F:
+    """`--speak` and `--listen`."""
+    fn = click.option(
+        "--listen", multiple=True, metavar="INPUT",
+        help="Hear the user: mic (this machine), source (the source's audio track), browser "
+        "(serve: the page's microphone), or an audio file/URL (repeat for several).")(fn)
+    return click.option(
+        "--speak", is_flag=True,
+        help="Say what the assistant says aloud ([speech] tts_engine, default espeak); "
+        "serve: in the page.")(fn)
 
 
 def _file_duration(source: str) -> float | None:
@@ -396,6 +411,9 @@ def _print_event(event: Any) -> None:
     elif kind in ("model_error", "error", "memory_error", "source_lost", "source_restored"):
         detail = getattr(event, "message", None) or getattr(event, "reason", "") or ""
         click.echo(f"{t}  {click.style(kind, fg='red'):<18} {detail}")
+    elif kind == "transcript" and event.final:
+        heard = {"ask": "you asked", "task": "you set task"}.get(event.route or "", "you said")
+        click.echo(f"{t}  {click.style(heard, fg='green'):<18} {event.text}")
     elif kind == "question_asked":
         click.echo(f"{t}  {click.style('question', fg='yellow'):<18} {event.question}")
 
@@ -404,11 +422,10 @@ def _print_event(event: Any) -> None:
 @click.argument("source")
 @session_options
 @click.option("--json", "as_json", is_flag=True, help="Print every event as one JSON line.")
-@click.option("--speak", is_flag=True,
-              help="Say what the assistant says aloud ([speech] tts_engine, default espeak).")
+@speech_options
 @click.pass_obj
 @_clean_errors
-def run(state: _State, source: str, as_json: bool, speak: bool, **kw: Any) -> None:
+def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
     """Watch SOURCE and show what the assistant says, live, in the terminal.
 
     SOURCE is a video file, a folder of images, an rtsp/rtmp/http(s)/srt URL, /dev/videoN,
@@ -418,18 +435,24 @@ def run(state: _State, source: str, as_json: bool, speak: bool, **kw: Any) -> No
 
     config = _session_config(state, kw)
 
+    if "browser" in kw["listen"]:
+        raise click.BadParameter("the page's microphone needs `joyvl serve`; here use mic, "
+                                 "source or an audio file/URL", param_hint="--listen")
+
     async def main() -> None:
-        voice = _speech_output(config) if speak else None
+        player = None
+        if kw["speak"]:
+            from .speech import LocalPlayer
+
+            player = LocalPlayer(config.speech.player)
+        await _prepare_speech(config, kw)
         targets = await _delegation_targets(config)
         session = _build_session(source, config, kw, targets)
+        voice = _voice(session, config, source, kw, player=player)
         await _start_with_signals(session, lambda: session.stop("signal"))
-        output = None
         try:
             if voice is not None:
-                from .speech import SpeechOutput
-
-                output = SpeechOutput(session, *voice)
-                await output.start()
+                await voice.start()
             backlog, sub = session.follow(maxsize=100_000)
             if kw["task"]:
                 await session.set_task(kw["task"])
@@ -459,8 +482,8 @@ def run(state: _State, source: str, as_json: bool, speak: bool, **kw: Any) -> No
             try:
                 await session.run()
             finally:
-                if output is not None:  # Ctrl-C stops talking at once
-                    await output.aclose(0 if session._end_reason == "signal" else 10)
+                if voice is not None:  # Ctrl-C stops talking at once
+                    await voice.aclose(0 if session._end_reason == "signal" else 10)
                 await session.close()
                 await asyncio.wait_for(printer, 5)
         finally:
@@ -480,6 +503,7 @@ def run(state: _State, source: str, as_json: bool, speak: bool, **kw: Any) -> No
 @click.option("--token", default=None, help="Bearer token with full scope.")
 @click.option("--read-token", default=None, help="Bearer token with read scope.")
 @click.option("--allowed-host", multiple=True, help="Extra Host name accepted (LAN use).")
+@speech_options
 @click.pass_obj
 @_clean_errors
 def serve(state: _State, source: str, host: str | None, port: int | None, token: str | None,
@@ -504,8 +528,15 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
     config = _session_config(state, kw, **extra)
 
     async def main() -> None:
+        await _prepare_speech(config, kw)
         targets = await _delegation_targets(config)
         session = _build_session(source, config, kw, targets)
+        audio = None
+        if kw["speak"]:
+            from .speech import BrowserAudio
+
+            audio = BrowserAudio(session.clock)
+        voice = _voice(session, config, source, kw, player=audio)
         server: uvicorn.Server | None = None
 
         def on_signal() -> None:
@@ -515,7 +546,8 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
 
         await _start_with_signals(session, on_signal)
         app = build_app(session, config, task=kw["task"],
-                        echo=lambda event: _print_event(event))
+                        echo=lambda event: _print_event(event), voice=voice,
+                        browser_audio=audio)
         server = uvicorn.Server(uvicorn.Config(app, host=config.server.host,
                                                port=config.server.port, log_level="warning",
                                                timeout_graceful_shutdown=3))

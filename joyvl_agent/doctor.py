@@ -236,12 +236,23 @@ def check_system_prompt(config: Config) -> Check:
                      "3e52694b501f043a… (SHA-256)")
 
 
-def check_asr() -> Check:
+def check_asr(config: Config) -> Check:
+    """faster-whisper, and where `[speech] asr_model` comes from (without loading it)."""
     v = _dist_version("faster-whisper")
     if v is None:
         return Check(name="asr", status="warn", detail="faster-whisper is not installed",
                      fix="pip install 'joyvl-agent[speech]'")
-    return Check(name="asr", status="ok", detail=f"faster-whisper {v}")
+    name = config.speech.asr_model
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "model.bin").is_file():
+            return Check(name="asr", status="warn",
+                         detail=f"faster-whisper {v}; {folder} holds no CTranslate2 model.bin",
+                         fix="convert it with ct2-transformers-converter, or name a size")
+        return Check(name="asr", status="ok", detail=f"faster-whisper {v}; model {folder}")
+    return Check(name="asr", status="ok",
+                 detail=f"faster-whisper {v}; model {name!r} is fetched from the Hugging Face "
+                        "hub on first use of --listen (cached after)")
 
 
 def check_tts() -> Check:
@@ -291,7 +302,7 @@ def run_checks(config: Config) -> list[Check]:
         lambda: check_local_backend(config),
         lambda: check_model_endpoint(config),
         lambda: check_system_prompt(config),
-        check_asr,
+        lambda: check_asr(config),
         check_tts,
         lambda: check_database(config),
     ]

@@ -149,7 +149,7 @@ def build_app(
     """
     check_bind(config)
     state = ServeApp(session, config, task, echo, voice)
-    state.speech_input = voice.listener if voice is not None else None
+    state.speech_input = voice.listener if voice is not None and voice.browser else None
     state.browser_audio = browser_audio
     routes: list[BaseRoute] = [Route("/health", state.health), Route("/ready", state.ready)]
     if config.ui.enabled:

@@ -334,7 +334,8 @@ def _voice(session: Any, config: Config, source: str, kw: dict[str, Any], *,
     from .speech import voice_from_config
 
     return voice_from_config(session, config, speak=kw["speak"], player=player,
-                             listen=kw["listen"], source=source, loop=kw["loop_file"])
+                             listen=kw["listen"], source=source, loop=kw["loop_file"],
+                             fast=kw["fast"])
 
 
 async def _prepare_speech(config: Config, kw: dict[str, Any]) -> None:
@@ -487,6 +488,8 @@ def run(state: _State, source: str, as_json: bool, **kw: Any) -> None:
                 await session.close()
                 await asyncio.wait_for(printer, 5)
         finally:
+            if voice is not None:
+                await voice.aclose(0)
             await session.close()
             await targets.aclose()
         if session.error:

@@ -154,10 +154,14 @@ class TranscriptEvent(BaseEvent):
     language: str | None = None
     route: Literal["ask", "task", "none"] | None = Field(
         None, description="Final transcripts: what was done with it")
+    dropped: Literal["echo", "empty", "failed", "backlog", "stale"] | None = Field(
+        None, description="Set when an utterance shown in partials got no transcript: heard "
+        "during playback, nothing recognized, the recognizer failed or fell behind; `text` "
+        "is then the last partial")
     text_fields: ClassVar[tuple[str, ...]] = ("text",)
 
     def search_text(self) -> str | None:
-        return self.text if self.final else None  # partials are drafts of the final line
+        return self.text if self.final and not self.dropped else None  # partials are drafts
 
 
 class TaskSetEvent(BaseEvent):

@@ -224,6 +224,13 @@ async def test_bad_audio_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     ("Um.", "none"),
     ("Stop!", "none"),
     ("thank you", "none"),
+    ("Okay, stop talking", "none"),
+    ("Thank you very much", "none"),
+    ("Translate this sign for me", "ask"),
+    ("Caption this picture", "ask"),
+    ("Watch out!", "ask"),
+    ("Watch for the bus", "task"),
+    ("Monitor size, what is it?", "ask"),
 ])
 def test_transcripts_are_routed_by_what_they_say(text: str, route: str) -> None:
     assert route_transcript(text) == route
@@ -233,3 +240,123 @@ def test_a_fixed_route_overrides_the_guess() -> None:
     assert route_transcript("What is that?", "task") == "task"
     assert route_transcript("Tell me when it rains", "ask") == "ask"
     assert route_transcript("um", "ask") == "none"  # nothing said is never sent
+
+
+async def test_the_assistant_waits_while_the_user_talks(tmp_path: Path) -> None:
+    # A line is offered at 2 s while the user talks from 1 s to 4 s: it starts after them.
+    run = await play(tmp_path, [(1.0, talk(3.0, 300))], speak_at=(2.0,))
+    assert run.output is not None and run.session is not None
+    [line] = run.output.queue.playback
+    started = run.session.bus.to_session_time(line.start_t)
+    assert 4.0 <= started <= 4.6  # after the utterance ended (and its closing silence)
+    assert [e.text for e in run.finals()] == [QUESTION]
+
+
+async def test_push_to_talk_during_echo_keeps_the_echo_out(tmp_path: Path) -> None:
+    # The mic hears the assistant (2.0-3.0 s); the user presses PTT at 2.8 s and talks.
+    async def press(run: Run, t: float) -> None:
+        stream = next(iter(run.listener._streams))
+        if abs(t - 2.8) < 1e-6:
+            stream.push_to_talk(True)
+        elif abs(t - 5.0) < 1e-6:
+            stream.push_to_talk(False)
+
+    run = await play(tmp_path, [(2.0, talk(1.0, 200)), (3.0, talk(1.8, 300))],
+                     speak_at=(2.0,), during=press)
+    assert run.listener is not None and run.listener.dropped_echo == 1
+    [final] = run.finals()
+    assert final.text == QUESTION and final.start_t >= 2.8
+
+
+async def test_an_utterance_left_without_a_transcript_closes_its_partials(
+        tmp_path: Path) -> None:
+    class GoesBlank(ScriptedTranscriber):
+        async def transcribe(self, audio, *, prompt=None):
+            result = await super().transcribe(audio, prompt=prompt)
+            return result if len(audio) < 2 * SAMPLE_RATE else type(result)(
+                text="", language="en", duration_s=result.duration_s, segments=())
+
+    run = await play(tmp_path, [(1.0, talk(2.5, 300))],
+                     transcriber=GoesBlank({300: QUESTION}))
+    partials = [e for e in run.kinds("transcript") if not e.final]
+    [closing] = run.finals()
+    assert partials and closing.dropped == "empty" and closing.route == "none"
+    assert closing.text == partials[-1].text and not run.kinds("question_asked")
+
+
+async def test_a_stream_never_runs_ahead_of_the_clock_and_refuses_floods(
+        tmp_path: Path) -> None:
+    clock = VirtualClock(auto=True)
+    config = load_config(overrides={"db": str(tmp_path / "s.db")})
+    source = CyclingSource([room()], clock=clock, fps=1, duration=30)
+    async with Session(config, source=source, backend=ScriptedBackend(["</silence>"]),
+                       clock=clock) as session:
+        listener = SpeechInput(session, ScriptedTranscriber({300: QUESTION}),
+                               partial_every_s=0, vad_factory=LoudnessVad)
+        await listener.start()
+        sub = session.bus.subscribe("transcript")
+        stream = listener.open_stream("browser")
+        step = round(CHUNK_S * SAMPLE_RATE)
+        quiet = np.zeros(step, np.float32)
+        for _ in range(20):  # 2 s in real time
+            await clock.sleep(CHUNK_S)
+            stream.push(quiet)
+        await clock.sleep(2.0)  # the network stalls; then 2 s of buffered audio at once,
+        for _ in range(20):  # its last second the user talking
+            stream.push(quiet if _ < 10 else talk(CHUNK_S, 300))
+        for _ in range(10):
+            await clock.sleep(CHUNK_S)
+            stream.push(quiet)
+        with pytest.raises(ValueError, match="faster than real time"):
+            for _ in range(100):  # 10 s of audio in no time: a flood
+                stream.push(quiet)
+        await listener.drain()
+        heard = sub.get_nowait()
+        await listener.aclose()
+    # said in the last second of the burst (3-4 s), not placed after it (4.9 s)
+    assert heard is not None and heard.start_t == pytest.approx(3.0, abs=0.15)
+
+
+async def test_recognition_that_falls_behind_drops_utterances_not_memory(
+        tmp_path: Path) -> None:
+    from joyvl_agent.speech import _input
+
+    clock = VirtualClock(auto=True)
+    config = load_config(overrides={"db": str(tmp_path / "s.db")})
+    source = CyclingSource([room()], clock=clock, fps=1, duration=30)
+    async with Session(config, source=source, backend=ScriptedBackend(["</silence>"]),
+                       clock=clock) as session:
+        listener = SpeechInput(session, ScriptedTranscriber({300: QUESTION}),
+                               partial_every_s=0, vad_factory=LoudnessVad)  # not started
+        stream = listener.open_stream("source", echo_guard=False, barge_in=False)
+        for i in range(_input.MAX_PENDING + 3):
+            stream.push(talk(0.5, 300), t=float(i))
+            stream.push(np.zeros(SAMPLE_RATE // 2, np.float32), t=i + 0.5)
+        assert listener.dropped_backlog == 3
+        assert listener._jobs.qsize() == _input.MAX_PENDING
+        await listener.aclose(0)
+
+
+def test_voice_inputs_guard_microphones_not_media_tracks(tmp_path: Path) -> None:
+    from joyvl_agent.errors import ConfigError
+    from joyvl_agent.speech import voice_from_config
+
+    config = load_config(overrides={"db": str(tmp_path / "s.db"),
+                                    "speech": {"echo_guard": True}})
+
+    class FakeSession:
+        clock = VirtualClock()
+
+    session = FakeSession()
+    voice = voice_from_config(session, config, listen=["source", "mic", "talk.wav"],
+                              source="clip.mp4")
+    kinds = {i.name: (i.user, i.echo_guard, i.reader._clock is session.clock)
+             for i in voice.inputs}
+    assert kinds == {"source": (False, False, True), "mic": (True, True, True),
+                     "talk.wav": (False, False, True)}
+    assert voice.browser is False
+    assert voice_from_config(session, config, listen=["browser"]).browser is True
+    with pytest.raises(ConfigError, match="--fast"):
+        voice_from_config(session, config, listen=["mic"], fast=True)
+    with pytest.raises(ConfigError, match="audio track"):
+        voice_from_config(session, config, listen=["source"], source="push")

@@ -34,6 +34,7 @@ class FakeStream:
         self.echo_guard = echo_guard
         self.chunks: list[bytes] = []
         self.ptt: list[bool] = []
+        self.ended = 0
         self.closed = False
 
     def push(self, pcm: bytes) -> None:
@@ -44,6 +45,9 @@ class FakeStream:
     def push_to_talk(self, down: bool) -> None:
         self.ptt.append(down)
 
+    def end_utterance(self) -> None:
+        self.ended += 1
+
     def close(self) -> None:
         self.closed = True
 
@@ -52,7 +56,8 @@ class FakeSpeechInput:
     def __init__(self) -> None:
         self.streams: list[FakeStream] = []
 
-    def open_stream(self, name: str, *, echo_guard: bool = True) -> FakeStream:
+    def open_stream(self, name: str, *, echo_guard: bool = True,
+                    barge_in: bool = True) -> FakeStream:
         stream = FakeStream(name, echo_guard)
         self.streams.append(stream)
         return stream
@@ -317,3 +322,31 @@ async def test_a_slow_page_loses_its_oldest_clips_and_blocks_nobody() -> None:
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await reader
+
+
+def test_the_page_microphone_reaches_a_real_listener_and_hands_free_off_ends_the_utterance(
+        tmp_path: Path) -> None:
+    from joyvl_agent.speech import SessionVoice, SpeechInput
+
+    from .fakes.speech import LoudnessVad, ScriptedTranscriber, talk
+
+    config = load_config(overrides={"db": str(tmp_path / "mic.db"),
+                                    "speech": {"echo_guard": False}})
+    session = Session(config, source="push", backend=ScriptedBackend())
+    listener = SpeechInput(session, ScriptedTranscriber({300: "what colour is the card"}),
+                           partial_every_s=0, vad_factory=LoudnessVad)
+    app = build_app(session, config, voice=SessionVoice(session, listener=listener,
+                                                        browser=True))
+    said = (talk(1.5, 300) * 32767).astype("<i2").tobytes()
+    with TestClient(app, base_url="http://127.0.0.1") as client, \
+            client.websocket_connect(URL) as ws:
+        assert receive_json(ws)["listening"] is True
+        assert control(ws, "hands_free", on=True)["hands_free"] is True
+        for i in range(0, len(said), 3200):  # 0.1 s a message, as a page sends them
+            ws.send_bytes(said[i:i + 3200])
+        (stream,) = listener._streams
+        assert stream.echo_guard is False  # [speech] echo_guard reaches the page's stream
+        eventually(lambda: stream.in_speech)
+        control(ws, "hands_free", on=False)  # no closing silence will ever come
+        eventually(lambda: listener.asked == 1)
+    assert listener.utterances == 1

@@ -41,8 +41,16 @@ __all__ = ["AudioInputStream", "SpeechInput"]
 
 log = logging.getLogger("joyvl_agent.speech")
 
-#: A push this much later than the stream's own timeline re-anchors it (audio was paused).
+#: A push this much later than the stream's own timeline ends the utterance (audio paused).
 RESYNC_S = 0.5
+#: Audio a client may send ahead of real time (a burst after a stall), and how much faster
+#: than real time it may catch up; beyond that a push is refused.
+BURST_S = 5.0
+CATCH_UP = 1.25
+#: Final transcriptions waiting at most; beyond it new utterances are dropped (and counted).
+MAX_PENDING = 8
+#: An utterance not transcribed this long after it ended is dropped (the moment has passed).
+STALE_S = 30.0
 
 
 @dataclass
@@ -63,6 +71,7 @@ class _Job:
     start_t: float
     end_t: float
     final: bool
+    partial_text: str = ""  # finals: the last partial published for the utterance
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -72,15 +81,19 @@ class AudioInputStream:
     Not created directly: `SpeechInput.open_stream()`.
     """
 
-    def __init__(self, owner: SpeechInput, name: str, *, echo_guard: bool) -> None:
+    def __init__(self, owner: SpeechInput, name: str, *, echo_guard: bool,
+                 barge_in: bool) -> None:
         self.name = name
         self.echo_guard = echo_guard
+        self.barge_in = barge_in
         self.closed = False
         self._owner = owner
         self._vad = owner._new_vad()
         self._origin: float | None = None  # clock time of VAD position 0
         self._utterance: _Utterance | None = None
         self._ptt = False
+        self._budget_s = BURST_S
+        self._last_push: float | None = None
         self.pushed_s = 0.0
 
     # --- input -------------------------------------------------------------------------------
@@ -89,10 +102,12 @@ class AudioInputStream:
         """Feed audio: s16le bytes (or int16 / float32 samples), mono 16 kHz.
 
         Args:
-            t: Clock time of the chunk's first sample (default: it ends now).
+            t: Clock time of the chunk's first sample (default: it ends now; such a stream
+                never runs ahead of the clock, and may not send much faster than real time).
 
         Raises:
-            ValueError: The chunk is not mono 16-bit PCM (odd byte count, wrong dtype).
+            ValueError: The chunk is not mono 16-bit PCM (odd byte count, wrong dtype), or
+                audio arrives much faster than real time.
         """
         if self.closed:
             raise ValueError(f"audio stream {self.name!r} is closed")
@@ -100,26 +115,48 @@ class AudioInputStream:
         if samples.size == 0:
             return
         duration = samples.size / SAMPLE_RATE
-        clock = self._owner.clock
-        start = clock.now() - duration if t is None else t
-        expected = None if self._origin is None else self._origin + self._vad.position_s
-        if expected is None or start - expected > RESYNC_S:
-            if self._utterance is not None:  # a gap ends what was being said
-                self._handle(self._vad.flush())
+        now = self._owner.clock.now()
+        if t is None:
+            self._spend(duration, now)
+        start = now - duration if t is None else t
+        if self._origin is None:
             self._origin = start - self._vad.position_s
+        else:
+            late = start - (self._origin + self._vad.position_s)
+            if late > RESYNC_S and self._utterance is not None:  # a gap ends the utterance
+                self._handle(self._vad.flush())
+            if late > 0:  # audio went missing: the timeline catches up with the clock
+                self._origin += late
         self.pushed_s += duration
         self._handle(self._vad.feed(samples))
+        if t is None:  # a burst after a stall was said up to now, not after it
+            self._origin = min(self._origin, now - self._vad.position_s)
         self._maybe_partial()
 
+    def _spend(self, duration: float, now: float) -> None:
+        if self._last_push is not None:
+            self._budget_s = min(BURST_S, self._budget_s + CATCH_UP * (now - self._last_push))
+        self._last_push = now
+        if duration > self._budget_s:
+            raise ValueError(f"audio on {self.name!r} arrives faster than real time: "
+                             f"{duration:.2f} s refused (send 16 kHz mono as it is recorded)")
+        self._budget_s -= duration
+
     def push_to_talk(self, down: bool) -> None:
-        """Push-to-talk pressed (barge-in; the utterance is not echo-guarded) or released (what
-        was said is finished now)."""
+        """Push-to-talk pressed (barge-in; what is said while it is held is not echo-guarded)
+        or released (what was said is finished now)."""
         if down:
+            if not self._ptt:  # what was heard before the press keeps the guarded rules
+                self._handle(self._vad.flush())
             self._ptt = True
             self._owner._barge_in(self.name)
         else:
-            self._handle(self._vad.flush())  # still held: what was said is not echo
+            self._handle(self._vad.flush())
             self._ptt = False
+
+    def end_utterance(self) -> None:
+        """The input went quiet on purpose (hands-free turned off): finish what was said."""
+        self._handle(self._vad.flush())
 
     def close(self) -> None:
         """End the stream; an utterance in progress is transcribed."""
@@ -142,37 +179,45 @@ class AudioInputStream:
     def _guarded(self) -> bool:
         return self.echo_guard and not self._ptt
 
+    @property
+    def user_speaking(self) -> bool:
+        """Someone is talking to the assistant on this input right now (not its echo)."""
+        utt = self._utterance
+        return utt is not None and self.barge_in and not (utt.guarded and utt.echo)
+
     def _handle(self, events: list[SpeechStart | SpeechEnd]) -> None:
+        """Act on VAD events. An utterance is echo when it starts while the assistant plays
+        (or within the echo tail after) on a guarded input; the speech queue waits while the
+        user talks, so playback does not start in the middle of someone's sentence."""
         owner = self._owner
         for ev in events:
             if isinstance(ev, SpeechStart):
                 start_t = self._clock_t(ev.at_s)
-                self._utterance = _Utterance(next(owner._uids), start_t, self._guarded(),
-                                             last_partial_s=ev.at_s)
-                if self._guarded():
-                    self._utterance.echo = owner._overlaps_playback(start_t, owner.clock.now())
-                else:
+                utt = _Utterance(next(owner._uids), start_t, self._guarded())
+                utt.last_partial_s = ev.at_s
+                utt.echo = utt.guarded and owner._overlaps_playback(start_t, owner.clock.now())
+                self._utterance = utt
+                if not utt.guarded and self.barge_in:
                     owner._barge_in(self.name)
             else:
-                utt = self._utterance or _Utterance(next(owner._uids), self._clock_t(ev.start_s))
+                utt = self._utterance or _Utterance(next(owner._uids),
+                                                    self._clock_t(ev.start_s), self._guarded())
                 self._utterance = None
                 start_t, end_t = self._clock_t(ev.start_s), self._clock_t(ev.end_s)
-                guarded = utt.guarded and self._guarded()
-                if guarded and (utt.echo or owner._overlaps_playback(start_t, end_t)):
+                if utt.guarded and utt.echo:
                     owner.dropped_echo += 1
                     log.debug("dropped %.1f s of speech heard during playback (echo guard)",
                               end_t - start_t)
+                    owner._spawn_close(self, utt.partial_text, start_t, end_t, "echo")
                     continue
-                owner._enqueue(_Job(self, utt.uid, ev.audio, start_t, end_t, final=True))
+                owner._enqueue(_Job(self, utt.uid, ev.audio, start_t, end_t, final=True,
+                                    partial_text=utt.partial_text))
 
     def _maybe_partial(self) -> None:
         owner, utt = self._owner, self._utterance
         if utt is None or owner.partial_every_s <= 0 or owner._partial_busy:
             return
-        utt.guarded = utt.guarded and self._guarded()
-        if utt.guarded and (utt.echo or owner._overlaps_playback(utt.start_t,
-                                                                     owner.clock.now())):
-            utt.echo = True
+        if utt.guarded and utt.echo:
             return
         current = self._vad.current()
         if current is None or self._vad.position_s - utt.last_partial_s < owner.partial_every_s:
@@ -217,7 +262,9 @@ class SpeechInput:
         self._streams: set[AudioInputStream] = set()
         self._uids = itertools.count(1)
         self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._pending_finals = 0
         self._partial_busy = False
+        self.closed = False
         self._tasks = TaskSupervisor("speech-input")
         self._worker: asyncio.Task[None] | None = None
         self.utterances = 0
@@ -226,6 +273,14 @@ class SpeechInput:
         self.asked = 0
         self.tasks_set = 0
         self.failed = 0
+        self.dropped_backlog = 0
+        self.dropped_stale = 0
+        if queue is not None:
+            queue.hold = self.user_speaking
+
+    def user_speaking(self) -> bool:
+        """Whether someone is talking to the assistant now (the speech queue waits)."""
+        return any(stream.user_speaking for stream in self._streams)
 
     def _new_vad(self) -> StreamingVad:
         return self._vad_factory(**self._vad_options)
@@ -237,15 +292,30 @@ class SpeechInput:
         if self._worker is None:
             self._worker = self._tasks.spawn(self._work(), "transcribe")
 
-    def open_stream(self, name: str, *, echo_guard: bool = True) -> AudioInputStream:
-        """A new audio input; `echo_guard=False` where the microphone cannot hear the speaker."""
-        stream = AudioInputStream(self, name, echo_guard=echo_guard)
+    def open_stream(self, name: str, *, echo_guard: bool = True,
+                    barge_in: bool = True) -> AudioInputStream:
+        """A new audio input.
+
+        Args:
+            echo_guard: Whether the input can hear the speakers (a room microphone): speech
+                starting during playback is then dropped as echo.
+            barge_in: Whether it is the user talking to the assistant (a microphone, not a
+                media track): unguarded speech then stops the assistant, and the assistant
+                waits while it is heard.
+
+        Raises:
+            ValueError: The listener is closed.
+        """
+        if self.closed:
+            raise ValueError("speech input is closed: not listening any more")
+        stream = AudioInputStream(self, name, echo_guard=echo_guard, barge_in=barge_in)
         self._streams.add(stream)
         return stream
 
-    async def listen(self, reader: AudioReader, name: str, *, echo_guard: bool = True) -> None:
+    async def listen(self, reader: AudioReader, name: str, *, echo_guard: bool = True,
+                     barge_in: bool = True) -> None:
         """Feed a stream from `reader` until it ends (the stream is then closed)."""
-        stream = self.open_stream(name, echo_guard=echo_guard)
+        stream = self.open_stream(name, echo_guard=echo_guard, barge_in=barge_in)
         base: float | None = None  # clock time of media second 0
         try:
             async for chunk in reader.chunks():
@@ -263,19 +333,23 @@ class SpeechInput:
         self._jobs.put_nowait(marker)
         await marker.done.wait()
 
-    async def aclose(self) -> None:
-        """Close every stream, transcribe what is pending, then stop."""
+    async def aclose(self, grace_s: float = 30.0) -> None:
+        """Close every stream, transcribe what is pending (for up to `grace_s`), then stop."""
         for stream in list(self._streams):
             stream.close()
-        if self._worker is not None:
+        self.closed = True
+        if self.queue is not None and self.queue.hold == self.user_speaking:
+            self.queue.hold = None
+        if self._worker is not None and grace_s > 0:
             self._jobs.put_nowait(None)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._worker), 30.0)
+                await asyncio.wait_for(asyncio.shield(self._worker), grace_s)
         await self._tasks.aclose()
 
     @property
     def counters(self) -> dict[str, int]:
         return {"utterances": self.utterances, "dropped_echo": self.dropped_echo,
+                "dropped_backlog": self.dropped_backlog, "dropped_stale": self.dropped_stale,
                 "barge_ins": self.barge_ins, "asked": self.asked, "tasks_set": self.tasks_set,
                 "failed": self.failed}
 
@@ -304,9 +378,34 @@ class SpeechInput:
     def _enqueue(self, job: _Job) -> None:
         if job.final:
             self.utterances += 1
+            if self._pending_finals >= MAX_PENDING:  # recognition cannot keep up
+                self.dropped_backlog += 1
+                log.warning("speech recognition is %d utterances behind: dropped one",
+                            self._pending_finals)
+                assert job.stream is not None
+                self._spawn_close(job.stream, job.partial_text, job.start_t, job.end_t,
+                                  "backlog")
+                return
+            self._pending_finals += 1
         else:
             self._partial_busy = True
         self._jobs.put_nowait(job)
+
+    def _spawn_close(self, stream: AudioInputStream, partial_text: str, start_t: float,
+                     end_t: float, reason: str) -> None:
+        """Close the page's "listening…" line of an utterance that will have no transcript."""
+        if partial_text:
+            self._tasks.spawn(self._publish_dropped(stream, partial_text, start_t, end_t,
+                                                    reason), "dropped")
+
+    async def _publish_dropped(self, stream: AudioInputStream, text: str, start_t: float,
+                               end_t: float, reason: str) -> None:
+        bus = self.session.bus
+        with contextlib.suppress(Exception):  # a closed store must not stop listening
+            await bus.publish(TranscriptEvent(
+                text=text, final=True, route="none", dropped=reason, source=stream.name,
+                start_t=round(bus.to_session_time(start_t), 3),
+                end_t=round(bus.to_session_time(end_t), 3)))
 
     async def _work(self) -> None:
         while (job := await self._jobs.get()) is not None:
@@ -319,6 +418,8 @@ class SpeechInput:
             finally:
                 if not job.final:
                     self._partial_busy = False
+                elif job.stream is not None:
+                    self._pending_finals -= 1
                 job.done.set()
 
     async def _transcribe(self, job: _Job) -> None:
@@ -326,6 +427,11 @@ class SpeechInput:
         assert stream is not None
         if not job.final and (stream._utterance is None or stream._utterance.uid != job.uid):
             return  # the utterance ended meanwhile: its final transcript is on the way
+        if job.final and self.clock.now() - job.end_t > STALE_S:
+            self.dropped_stale += 1
+            await self._publish_dropped(stream, job.partial_text, job.start_t, job.end_t,
+                                        "stale")
+            return
         try:
             async with self.clock.hold():  # recognition runs outside the loop
                 result = await self.transcriber.transcribe(job.audio)
@@ -335,9 +441,15 @@ class SpeechInput:
             with contextlib.suppress(Exception):
                 await self.session.bus.publish(ErrorEvent(
                     stage="speech", category="asr", retryable=exc.retryable, message=str(exc)))
+            if job.final and job.partial_text:
+                await self._publish_dropped(stream, job.partial_text, job.start_t, job.end_t,
+                                            "failed")
             return
         text = result.text.strip()
         if not text:
+            if job.final and job.partial_text:
+                await self._publish_dropped(stream, job.partial_text, job.start_t, job.end_t,
+                                            "empty")
             return
         bus = self.session.bus
         common = {"text": text, "source": stream.name, "language": result.language,

@@ -28,8 +28,7 @@ _STANDING = re.compile(
       | remind\s+(?:me|us)\b
       | (?:keep|start|begin)\s+(?:an\s+eye|watching|track(?:ing)?|count(?:ing)?|narrating|
             commentating|translating|describing|reading|me\s+posted)
-      | (?:count|track|monitor|watch(?:\s+(?:for|out))?|narrate|commentate|translate|
-            subtitle|caption)\b
+      | watch\s+(?:for|out\s+for)\b
       | (?:describe|say|speak|announce|read|report|summari[sz]e|comment(?:\s+on)?)\b
             .*\b(?:every|whenever|each\s+time|as\s+(?:it|they)|from\s+now\s+on|
             when(?:ever)?\s+(?:it|they|something|someone|anything|a|the))\b
@@ -38,11 +37,17 @@ _STANDING = re.compile(
     )""",
     re.I | re.X,
 )
+"""Always a standing instruction: alert me when…, remind me…, keep…, every N seconds…"""
+
+_ONGOING = re.compile(
+    r"^(?:count|track|monitor|narrate|commentate|translate|subtitle|caption)\b", re.I)
+"""Verbs that are ongoing work unless aimed at one thing in view (this sign, that word)."""
+_ONE_THING = re.compile(r"\b(?:this|that|these|those|here|it)\b", re.I)
 
 _FILLER = frozenset("""uh um umm hmm mm ah oh er okay ok yes yeah yep no nope thanks thank you
-    stop quiet shush shut up wait hold on never mind nevermind cancel enough hello hi hey
-    be""".split())
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+    very much stop it talking quiet shush shut up wait hold on never mind nevermind cancel
+    enough hello hi hey be please now that's that alright right sorry""".split())
+_WORD = re.compile(r"[^\W_']+(?:'[^\W_]+)?", re.UNICODE)
 
 
 def route_transcript(text: str, mode: str = "auto") -> Route:
@@ -59,4 +64,8 @@ def route_transcript(text: str, mode: str = "auto") -> Route:
     if mode != "auto":
         return mode  # type: ignore[return-value]
     core = _POLITE.sub("", text.strip(), count=1)
-    return "task" if _STANDING.match(core) else "ask"
+    if _STANDING.match(core):
+        return "task"
+    if _ONGOING.match(core) and not _ONE_THING.search(core):
+        return "task"
+    return "ask"

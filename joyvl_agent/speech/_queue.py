@@ -91,6 +91,10 @@ class SpeechQueue:
         self._cut_at: float | None = None
         self._tasks = TaskSupervisor("speech")
         self.playback: list[Playback] = []
+        self.hold: Callable[[], bool] | None = None
+        """While it returns true (the user is talking) no new line starts, for at most
+        `max_hold_s`."""
+        self.max_hold_s = 10.0
         self.playing_since: float | None = None
         """Clock time the current clip started playing (None while silent or synthesizing)."""
         self.spoken = 0
@@ -186,6 +190,9 @@ class SpeechQueue:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
+                await self._wait_for_quiet()
+                if not self._heap:  # interrupted while waiting
+                    continue
                 _, _, line = heapq.heappop(self._heap)
                 age = self.clock.now() - line.offered_t
                 if age > self.stale_after_s:
@@ -203,6 +210,17 @@ class SpeechQueue:
             self._current_line = None
             if self._current is not None:
                 await cancel_and_wait(self._current)
+
+    async def _wait_for_quiet(self) -> None:
+        """Do not talk over the user (up to `max_hold_s`)."""
+        if self.hold is None or not self.hold():
+            return
+        deadline = self.clock.now() + self.max_hold_s
+        while self._heap and self.hold is not None and self.hold():
+            if self.clock.now() >= deadline:
+                log.debug("the user kept talking for %.0f s: speaking anyway", self.max_hold_s)
+                return
+            await self.clock.sleep(0.1)
 
     async def _say(self, line: _Line) -> None:
         try:

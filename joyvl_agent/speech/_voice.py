@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from .._supervisor import TaskSupervisor
@@ -24,8 +25,8 @@ from ._output import SpeechOutput
 from ._queue import Player
 from ._tts import TTSEngine, make_engine
 
-__all__ = ["LISTEN_CHOICES", "SessionVoice", "engine_from_config", "transcriber_from_config",
-           "voice_from_config"]
+__all__ = ["LISTEN_CHOICES", "SessionVoice", "VoiceInput", "engine_from_config",
+           "transcriber_from_config", "voice_from_config"]
 
 log = logging.getLogger("joyvl_agent.speech")
 
@@ -64,6 +65,18 @@ def transcriber_from_config(sp: SpeechConfig) -> Transcriber:
                        compute_type=sp.asr_compute_type, beam_size=sp.asr_beam_size)
 
 
+@dataclass(frozen=True)
+class VoiceInput:
+    """An audio input of a session: a microphone (`user`: the user talking to the assistant,
+    echo-guarded as `[speech] echo_guard` says) or a media track (someone in the stream: no
+    echo guard, no barge-in)."""
+
+    name: str
+    reader: AudioReader
+    user: bool
+    echo_guard: bool
+
+
 class SessionVoice:
     """Speech out and in for one session.
 
@@ -71,19 +84,22 @@ class SessionVoice:
         session: The session.
         output: Speaks the session's `speech` events (None: silent).
         listener: Hears the user (None: deaf).
-        inputs: `(name, reader)` audio inputs fed to the listener while the voice runs.
+        inputs: Audio inputs fed to the listener while the voice runs.
+        browser: Whether the page's microphone may be used (`/ui/audio`).
+        echo_guard: Whether a microphone (local or the page's) starts echo-guarded.
     """
 
     def __init__(self, session: Any, *, output: SpeechOutput | None = None,
-                 listener: SpeechInput | None = None,
-                 inputs: list[tuple[str, AudioReader]] | None = None,
-                 echo_guard: bool = True) -> None:
+                 listener: SpeechInput | None = None, inputs: list[VoiceInput] | None = None,
+                 browser: bool = False, echo_guard: bool = True) -> None:
         self.session = session
         self.output = output
         self.listener = listener
         self.inputs = list(inputs or [])
+        self.browser = browser and listener is not None
         self.echo_guard = echo_guard
         self._tasks = TaskSupervisor("voice")
+        self._closed = False
 
     async def start(self) -> None:
         """Start speaking and listening (the model loads in the background)."""
@@ -91,13 +107,15 @@ class SessionVoice:
             await self.output.start()
         if self.listener is not None:
             await self.listener.start()
-            for name, reader in self.inputs:
-                self._tasks.spawn(self._listen(name, reader), f"listen-{name}")
+            for item in self.inputs:
+                self._tasks.spawn(self._listen(item), f"listen-{item.name}")
 
-    async def _listen(self, name: str, reader: AudioReader) -> None:
+    async def _listen(self, item: VoiceInput) -> None:
         assert self.listener is not None
+        name, reader = item.name, item.reader
         try:
-            await self.listener.listen(reader, name, echo_guard=self.echo_guard)
+            await self.listener.listen(reader, name, echo_guard=item.echo_guard,
+                                       barge_in=item.user)
         except AudioInputError as exc:  # the session goes on without this input
             log.error("audio input %s: %s", name, exc)
             with contextlib.suppress(Exception):  # a closed store must not hide the log line
@@ -107,19 +125,24 @@ class SessionVoice:
             await reader.aclose()
 
     async def aclose(self, grace_s: float = 10.0) -> None:
-        """Stop the inputs, transcribe what was heard, then let the speaker finish."""
-        for _, reader in self.inputs:
-            await reader.aclose()
+        """Stop the inputs, transcribe what was heard, then let the speaker finish (each for
+        up to `grace_s`; 0 stops at once). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for item in self.inputs:
+            await item.reader.aclose()
         await self._tasks.aclose()
         if self.listener is not None:
-            await self.listener.aclose()
+            await self.listener.aclose(grace_s)
         if self.output is not None:
             await self.output.aclose(grace_s)
 
 
 def voice_from_config(session: Any, config: Config, *, speak: bool = False,
                       player: Player | None = None, listen: list[str] | tuple[str, ...] = (),
-                      source: str | None = None, loop: bool = False) -> SessionVoice:
+                      source: str | None = None, loop: bool = False,
+                      fast: bool = False) -> SessionVoice:
     """A `SessionVoice` for `joyvl run` / `joyvl serve`.
 
     Args:
@@ -130,6 +153,7 @@ def voice_from_config(session: Any, config: Config, *, speak: bool = False,
             machine's), "source" (the source's own audio track) or a file, URL or device.
         source: The session's source (for "source").
         loop: Replay a file input forever (the source loops too).
+        fast: The source plays as fast as the model allows (a microphone cannot follow).
 
     Raises:
         ConfigError: A setting is missing or an input cannot be used.
@@ -139,7 +163,8 @@ def voice_from_config(session: Any, config: Config, *, speak: bool = False,
     if speak:
         output = SpeechOutput(session, engine_from_config(sp), player)
     listener = None
-    inputs: list[tuple[str, AudioReader]] = []
+    inputs: list[VoiceInput] = []
+    clock = session.clock
     if listen:
         listener = SpeechInput(
             session, transcriber_from_config(sp),
@@ -151,13 +176,18 @@ def voice_from_config(session: Any, config: Config, *, speak: bool = False,
             if spec == "browser":
                 continue  # the page opens its own stream over /ui/audio
             if spec == "mic":
-                inputs.append(("mic", microphone()))
+                if fast:
+                    raise ConfigError("--listen mic cannot follow --fast playback",
+                                      hint="drop --fast to talk to a file in real time")
+                inputs.append(VoiceInput("mic", microphone(clock=clock), True, sp.echo_guard))
             elif spec == "source":
                 if source is None or source == "push":
                     raise ConfigError("--listen source needs a source with an audio track",
                                       hint="pass a file or URL as SOURCE, or --listen mic")
-                inputs.append(("source", AudioReader(source, loop=loop)))
+                inputs.append(VoiceInput("source", AudioReader(source, loop=loop, clock=clock),
+                                         False, False))
             else:
-                inputs.append((spec, AudioReader(spec, loop=loop)))
+                inputs.append(VoiceInput(spec, AudioReader(spec, loop=loop, clock=clock),
+                                         False, False))
     return SessionVoice(session, output=output, listener=listener, inputs=inputs,
-                        echo_guard=sp.echo_guard)
+                        browser="browser" in listen, echo_guard=sp.echo_guard)

@@ -267,7 +267,8 @@ class UI:
             return
         link = _AudioLink(websocket, getattr(self.serve, "speech_input", None),
                           getattr(self.serve, "browser_audio", None),
-                          writable=self.serve.authorized(websocket, write=True))
+                          writable=self.serve.authorized(websocket, write=True),
+                          echo_guard=self.serve.config.speech.echo_guard)
         await link.run()
 
     async def _receive_commands(self, websocket: WebSocket, writable: bool) -> None:
@@ -389,8 +390,9 @@ class _AudioLink:
     """
 
     def __init__(self, websocket: WebSocket, speech_input: Any, browser_audio: Any, *,
-                 writable: bool) -> None:
+                 writable: bool, echo_guard: bool = True) -> None:
         self.websocket = websocket
+        self.echo_guard = echo_guard
         self.speech_input = speech_input
         self.browser_audio = browser_audio
         self.writable = writable
@@ -405,7 +407,8 @@ class _AudioLink:
     async def run(self) -> None:
         if self.speech_input is not None and self.writable:
             try:
-                self.stream = self.speech_input.open_stream("browser")
+                self.stream = self.speech_input.open_stream(
+                    "browser", echo_guard=self.echo_guard)
             except Exception:  # the page still gets speech; it is told it cannot talk
                 log.exception("could not open the browser's audio input")
         try:
@@ -485,8 +488,8 @@ class _AudioLink:
             data = json.loads(text)
             if not isinstance(data, dict):
                 raise ValueError("a message is a JSON object")
-        except ValueError as exc:
-            await self._error(f"bad message: {exc}")
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+            await self._error(f"bad message: {str(exc)[:200]}")
             return
         kind = data.get("type")
         field = {"ptt": "down", "hands_free": "on", "echo_guard": "on",
@@ -525,6 +528,8 @@ class _AudioLink:
                 self.ptt = value
         elif kind == "hands_free":
             self.hands_free = value
+            if not value and not self.ptt:  # the page stops sending: what was said is done
+                self.stream.end_utterance()
         else:
             self.stream.echo_guard = value
 

@@ -359,6 +359,13 @@ function addSpeech(event) {
 // What the user said: a greyed "listening…" bubble while recognition runs, replaced in place
 // by the final line, which says what was done with it (asked, set as the task).
 const ROUTE_LABELS = {ask: "asked", task: "set as task"};
+const DROPPED_LABELS = {
+  echo: "not used: heard while the assistant spoke",
+  empty: "not used: nothing recognized",
+  failed: "not used: recognition failed",
+  backlog: "not used: recognition fell behind",
+  stale: "not used: recognized too late",
+};
 
 function onTranscript(event) {
   const source = String(event.source || "mic");
@@ -376,7 +383,7 @@ function onTranscript(event) {
   }
   state.partials.delete(source);
   const route = ROUTE_LABELS[event.route] ? event.route : "none";
-  const bubble = voiceBubble(event.text, event.start_t, route);
+  const bubble = voiceBubble(event.text, event.start_t, route, DROPPED_LABELS[event.dropped]);
   // the question it became may already be shown (events race): show it once, as said
   const twin = route === "ask" ? recentBubble(".bubble.question:not(.voice)", event.text) : null;
   const old = live && live.isConnected ? live : twin;
@@ -388,12 +395,13 @@ function onTranscript(event) {
   }
 }
 
-function voiceBubble(text, t, route) {
-  const bubble = el("div", `bubble question voice final route-${route}`);
+function voiceBubble(text, t, route, dropped) {
+  const bubble = el("div", `bubble question voice final route-${route}${dropped ? " dropped" : ""}`);
   bubble.dataset.route = route;
   const meta = el("div", "meta");
   meta.appendChild(el("span", "label", "you"));
-  if (ROUTE_LABELS[route]) meta.appendChild(el("span", "route", ROUTE_LABELS[route]));
+  const label = dropped || ROUTE_LABELS[route];
+  if (label) meta.appendChild(el("span", "route", label));
   meta.appendChild(el("time", "when", formatTime(t)));
   bubble.appendChild(meta);
   bubble.appendChild(el("div", "text", text));

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import JoyVLError
+from .errors import JoyVLError, MemoryStoreError
 from .memory._recall import RecallHit, recall
 from .memory._retention import apply_retention, forget_session
 from .memory._store import Store
@@ -49,8 +49,10 @@ def _db_option(fn: F) -> F:
     )(fn)
 
 
-def _open(ctx: click.Context, db_path: str | None) -> Store:
-    """The existing database (never creates one)."""
+def _open(ctx: click.Context, db_path: str | None, *, readonly: bool = False) -> Store:
+    """The existing database (never creates one). `readonly`: for commands that only read,
+    so they work on a file or folder this user may not write (an older schema is migrated
+    read-write first, as any other command would)."""
     if db_path is None:
         state = ctx.find_root().obj
         db_path = str(state.config().db) if state is not None else "joyvl.db"
@@ -59,6 +61,12 @@ def _open(ctx: click.Context, db_path: str | None) -> Store:
         raise click.ClickException(
             f"no database at {path} (record a session first with `joyvl run`, or pass --db)"
         )
+    if readonly:
+        try:
+            return Store(path, readonly=True)
+        except MemoryStoreError as exc:
+            if "schema version" not in str(exc):
+                raise
     return Store(path)
 
 
@@ -112,7 +120,7 @@ def search(ctx: click.Context, query: str, session_id: str | None, since: str | 
         from .memory._embed import MiniLMEmbedder
 
         embedder = MiniLMEmbedder()
-    with _open(ctx, db_path) as store:
+    with _open(ctx, db_path, readonly=embedder is None) as store:  # embeddings are cached
         if session_id is not None:
             _require_session(store, session_id)
         hits = recall(
@@ -216,7 +224,7 @@ def retention(ctx: click.Context, max_age: str | None, max_mb: float | None, no_
 @_clean_errors
 def sessions(ctx: click.Context, as_json: bool, db_path: str | None) -> None:
     """List the sessions in the database with their event counts and time spans."""
-    with _open(ctx, db_path) as store:
+    with _open(ctx, db_path, readonly=True) as store:
         with store.connection("listing sessions") as conn:
             rows = conn.execute(
                 "SELECT s.session_id, s.created_wall, s.last_wall,"

@@ -61,7 +61,10 @@ class ServeApp:
     def token_valid(self, given: str, *, write: bool = False) -> bool:
         """Whether `given` is a configured token (of full scope when `write`)."""
         tokens = self.tokens("full" if write else None)
-        return any(hmac.compare_digest(given, t) for t in tokens)
+        # as bytes: compare_digest refuses str with non-ASCII characters (a 500 otherwise)
+        given_bytes = given.encode("utf-8", "surrogateescape")
+        return any(hmac.compare_digest(given_bytes, t.encode("utf-8", "surrogateescape"))
+                   for t in tokens)
 
     def authorized(self, conn: HTTPConnection, *, write: bool = False) -> bool:
         """A request or WebSocket with a valid bearer header or login cookie (any scope to

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
+from ._logsafe import RedactingFormatter
 from .config import Config, load_config
 from .errors import ConfigError, JoyVLError
 
@@ -83,8 +84,9 @@ def cli(ctx: click.Context, config_path: str | None, db: str | None, verbose: in
     stay silent, or delegate a hard task to a background agent.
     """
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)  # URLs in log lines lose passwords and keys
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     ctx.obj = _State(config_path, db)
 
 
@@ -529,6 +531,9 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
     if tokens:
         extra["auth__tokens"] = tokens
     config = _session_config(state, kw, **extra)
+    from .hosts import check_bind
+
+    check_bind(config)  # before the session starts: a refused bind records nothing
 
     async def main() -> None:
         await _prepare_speech(config, kw)
@@ -551,9 +556,12 @@ def serve(state: _State, source: str, host: str | None, port: int | None, token:
         app = build_app(session, config, task=kw["task"],
                         echo=lambda event: _print_event(event), voice=voice,
                         browser_audio=audio)
+        from .ui._routes import MAX_WS_MESSAGE
+
         server = uvicorn.Server(uvicorn.Config(app, host=config.server.host,
                                                port=config.server.port, log_level="warning",
-                                               timeout_graceful_shutdown=3))
+                                               timeout_graceful_shutdown=3,
+                                               ws_max_size=MAX_WS_MESSAGE))
         mcp = f", MCP at {config.mcp.path}" if config.mcp.enabled else ""
         click.echo(f"serving session {session.session_id} on "
                    f"http://{config.server.host}:{config.server.port}/{mcp} (Ctrl-C to stop)",

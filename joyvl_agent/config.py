@@ -28,6 +28,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -176,7 +177,7 @@ class RouteConfig(_Section):
     def _compiles(cls, value: str) -> str:
         try:
             re.compile(value)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:  # `a{9999999999}`, deep
             raise ValueError(f"not a valid regular expression ({exc})") from None
         return value
 
@@ -222,6 +223,15 @@ class DelegationConfig(_Section):
 class TokenConfig(_Section):
     token: SecretStr
     scope: Literal["read", "full"] = "full"
+
+    @field_validator("token")
+    @classmethod
+    def _not_blank(cls, value: SecretStr) -> SecretStr:
+        # A blank token would match a request that sends none (no header, no cookie), so it
+        # would open every endpoint while still counting as "a token" for a public bind.
+        if not value.get_secret_value().strip():
+            raise ValueError("a token must not be empty or blank")
+        return value
 
 
 class AuthConfig(_Section):
@@ -405,7 +415,8 @@ def load_config(
     path = config_file_path(config_path, env)
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            # bytes, as the settings source reads it again: no newline translation (`\r`)
+            data = tomllib.loads(path.read_bytes().decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
         _known_keys(Config, data, f"at top level of {path}")
@@ -416,6 +427,16 @@ def load_config(
         return Config(**init)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from exc
+    except SettingsError as exc:  # a JOYVL_* value for a list, table or section is not JSON
+        section = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        var = f"{ENV_PREFIX}{section.upper()}"
+        names = sorted(n for n in env if n == var or n.startswith(f"{var}__"))
+        raise ConfigError(
+            f"{', '.join(names) or 'a JOYVL_* variable'} is not valid: "
+            f"{exc.__cause__ or exc}",
+            hint="lists and tables in JOYVL_* variables are JSON, "
+            "e.g. JOYVL_DELEGATION__ALLOW='[\"web\"]'",
+        ) from exc
     finally:
         _toml_path.reset(token)
 

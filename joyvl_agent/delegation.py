@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 from ._supervisor import TaskSupervisor
 from .clock import Clock
 from .delegation_types import (
+    MAX_RESULT_CHARS,
     DelegationFrame,
     DelegationRequest,
     DelegationResult,
@@ -64,6 +65,7 @@ log = logging.getLogger("joyvl_agent.delegation")
 
 TERMINAL: frozenset[str] = frozenset({"done", "failed", "cancelled", "timed_out"})
 MAX_QUESTION_CHARS = 4000
+MAX_ERROR_CHARS = 2000
 Router = Callable[[str, Sequence[DelegationTarget]], Awaitable[str | None]]
 
 
@@ -162,6 +164,25 @@ class LLMRouter:
         text = reply.text.lower()
         names = sorted((t.name for t in targets), key=len, reverse=True)
         return next((n for n in names if n in text), None)
+
+
+def _as_result(value: Any, target: str) -> DelegationResult:
+    """What a target returned, as a result: a str is clipped to `MAX_RESULT_CHARS` (with a
+    mark); blank text or any other type is a `DelegationError` saying so."""
+    if isinstance(value, DelegationResult):
+        return value
+    if not isinstance(value, str):
+        raise DelegationError(
+            f"delegation target {target} returned {type(value).__name__}, not a "
+            "DelegationResult or str", hint="return the answer as a str or a DelegationResult")
+    text = value.strip()
+    if not text:
+        raise DelegationError(f"delegation target {target} returned an empty answer",
+                              hint="make the tool return some text")
+    if len(text) > MAX_RESULT_CHARS:
+        kept = MAX_RESULT_CHARS - 60
+        text = text[:kept] + f"\n[... cut: {len(text) - kept} more characters]"
+    return DelegationResult(text=text)
 
 
 def _normalize(question: str) -> str:
@@ -421,9 +442,7 @@ class DelegationBridge:
                         task_id=entry.id, message=message[:2000], progress=done, total=total))
 
                 result = await self._with_timeout(target.run(entry.request, progress))
-            if isinstance(result, str):
-                result = DelegationResult(text=result)
-            await self._succeed(entry, result)
+            await self._succeed(entry, _as_result(result, entry.target))
         except asyncio.CancelledError:
             if entry.state not in TERMINAL:
                 await self._finish(entry, "cancelled", error="cancelled")
@@ -474,6 +493,8 @@ class DelegationBridge:
                       error: str | None = None) -> None:
         if entry.state in TERMINAL:
             return  # already ended (e.g. cancelled while its result arrived)
+        if error is not None and len(error) > MAX_ERROR_CHARS:  # a tool's 1 MB exception
+            error = error[:MAX_ERROR_CHARS] + f" [... cut: {len(error) - MAX_ERROR_CHARS} more]"
         entry.state, entry.error = state, error
         entry.ended_t = self.bus.session_time()
         entry.lease_until = None

@@ -39,12 +39,13 @@ from .commands import (
 from .config import Config, load_config
 from .delegation import DelegationBridge, LLMRouter, Route, TaskHandle
 from .delegation_types import DelegationFrame, DelegationTarget
-from .errors import ConfigError, JoyVLError
+from .errors import ConfigError, JoyVLError, MemoryStoreError
 from .events import (
     AnnotationEvent,
     BaseEvent,
     ErrorEvent,
     EventBus,
+    MemoryErrorEvent,
     SessionEndedEvent,
     SessionStartedEvent,
     SpeechEvent,
@@ -116,6 +117,9 @@ class SessionStatus(BaseModel):
     frames_dropped: int
     reconnects: int
     last_seq: int
+    store_error: str | None = None
+    """Why the database refuses writes right now (full, read-only), if it does: nothing is
+    recorded or announced until it takes them again."""
 
 
 class HandlerSubscription:
@@ -206,6 +210,10 @@ class Session:
         self._embedder: Embedder | None = None
         self.error: str | None = None
         """Why the session ended in error (a source that failed for good), if it did."""
+        self.store_error: str | None = None
+        """Why the database refuses writes right now (a full disk, a read-only file)."""
+        # an outage not yet recorded: [first refused t, last refused t, events refused, why]
+        self._store_outage: list[Any] | None = None
         self._summarizer_backend: ModelBackend | None = None
         self.bus: EventBus
         self.model: InteractionModel
@@ -244,7 +252,7 @@ class Session:
             self._source_spec, "name", "source")
         store.ensure_session(self.session_id, created_wall=format_wall(self.clock.wall()),
                              source=redact(source_name))
-        self.bus = EventBus(self.session_id, self.clock, persist=store.append,
+        self.bus = EventBus(self.session_id, self.clock, persist=self._persist,
                             start_seq=start_seq, t_offset=t_offset)
         self.first_seq = start_seq + 1
         if isinstance(self._source_spec, str):
@@ -355,6 +363,36 @@ class Session:
             question, note=note, target=target, frame_t=frame_t,
             frames=self._delegation_frames(), task=task, recent_speech=self._recent_speech())
 
+    async def _persist(self, event: BaseEvent) -> None:
+        """The bus's persist: the store's append, keeping track of an outage (a full disk, a
+        read-only file). The loop goes on meanwhile; nothing is announced that is not recorded,
+        and once writes work again the outage itself is recorded as a `memory_error`."""
+        assert self._store is not None
+        try:
+            await self._store.append(event)
+        except MemoryStoreError as exc:
+            if self._store_outage is None:  # a nearly full disk flaps: one line per outage
+                self._store_outage = [event.t, event.t, 0, ""]
+                log.error("the database refuses writes; nothing is recorded or announced "
+                          "until it takes them again: %s", exc)
+            outage = self._store_outage
+            outage[1], outage[2], outage[3] = event.t, outage[2] + 1, str(exc)
+            self.store_error = str(exc)
+            raise
+        if self.store_error is not None:
+            self.store_error = None
+            log.warning("the database takes writes again")
+
+    async def _record_store_recovery(self) -> None:
+        """Record a past store outage (see `_persist`) as a `memory_error`, once the store
+        takes writes again."""
+        if self._store_outage is not None and self.store_error is None:
+            since, until, refused, why = self._store_outage
+            await self.bus.publish(MemoryErrorEvent(retryable=True, message=(
+                f"the database refused writes from t={since:.1f} s to t={until:.1f} s: "
+                f"{refused} event(s) were not recorded: {why}")))
+            self._store_outage = None
+
     async def _source_event(self, event: BaseEvent) -> None:
         if event.kind in ("source_lost", "source_restored"):
             self.source_down = event.kind == "source_lost"
@@ -399,7 +437,10 @@ class Session:
                 log.exception("closing the source failed")
         if hasattr(self, "bus"):
             try:
-                await self.bus.publish(SessionEndedEvent(reason=self._end_reason))
+                await self._record_store_recovery()
+                await self.bus.publish(SessionEndedEvent(
+                    reason=self._end_reason,
+                    message=self.error if self._end_reason == "error" else None))
             except JoyVLError as exc:
                 log.error("could not record the end of the session: %s", exc)
             self.bus.close()
@@ -453,7 +494,8 @@ class Session:
                         next_t = frames[-1].t
             if not frames:
                 if self.sampler.ended:
-                    if self._end_reason == "stopped":
+                    # not when stopping: cancelling the reader ends the sampler too
+                    if self._end_reason == "stopped" and not self._stop.is_set():
                         self._end_reason = "source_ended"
                     break
                 continue
@@ -473,6 +515,7 @@ class Session:
     async def _tick(self, frames: Sequence[VideoFrame]) -> None:
         self.ticks += 1
         try:
+            await self._record_store_recovery()
             coded = await self._encode(frames)
             images = [c.image for c in coded if c.image is not None]
             self._recent_images.extend(images)
@@ -537,8 +580,9 @@ class Session:
         try:
             await self.bus.publish(ErrorEvent(stage=stage, category=category,
                                               retryable=retryable, message=str(exc)))
-        except JoyVLError:
-            log.error("%s failed (%s) and the error could not be recorded", stage, exc)
+        except JoyVLError:  # an outage of the store is logged once, by `_persist`
+            log.log(logging.DEBUG if self.store_error else logging.ERROR,
+                    "%s failed (%s) and the error could not be recorded", stage, exc)
 
     # -- the API --------------------------------------------------------------------------
 
@@ -679,7 +723,7 @@ class Session:
             frames_decoded=source.frames_decoded if source else 0,
             frames_dropped=(source.frames_dropped if source else 0) + self.sampler.unused,
             reconnects=source.reconnects if source else 0,
-            last_seq=self.bus.last_seq,
+            last_seq=self.bus.last_seq, store_error=self.store_error,
         )
 
     # -- handlers -------------------------------------------------------------------------

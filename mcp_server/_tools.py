@@ -21,7 +21,7 @@ from pydantic import Field
 
 from joyvl_agent.clock import Clock
 from joyvl_agent.delegation_types import MAX_RESULT_CHARS
-from joyvl_agent.errors import ConfigError, DelegationError
+from joyvl_agent.errors import ConfigError, DelegationError, MemoryStoreError
 from joyvl_agent.events import EVENT_KINDS, EventKind, SpeechEvent, Subscription
 from joyvl_agent.model import Answer
 from joyvl_agent.session import SessionStatus
@@ -66,14 +66,15 @@ TargetName = Annotated[str | None, Field(max_length=64, pattern=r"^[a-z0-9_.-]{1
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn what the core refuses because of the caller's input into a `ToolError`."""
+    """Turn what the core refuses because of the caller's input, or because the database
+    cannot take it now (full, read-only), into a `ToolError` that says so."""
     try:
         yield
     except ToolError:
         raise
     except KeyError as exc:
         raise ToolError(f"{exc.args[0] if exc.args else exc}") from exc
-    except (ValueError, DelegationError, ConfigError) as exc:
+    except (ValueError, DelegationError, ConfigError, MemoryStoreError) as exc:
         raise ToolError(str(exc)) from exc
 
 

@@ -72,8 +72,10 @@ async def request_json(
                 retryable=True,
             ) from exc
         except httpx.TransportError as exc:
+            from joyvl_agent.stream import redact  # a URL may carry a password or a key
+
             raise DelegationError(
-                f"cannot reach {source} at {url}: {type(exc).__name__}: {exc}",
+                f"cannot reach {source} at {redact(url)}: {type(exc).__name__}: {exc}",
                 hint="start the server or fix the URL",
                 retryable=True,
             ) from exc

@@ -125,7 +125,9 @@ class McpConnection:
 
     def _where(self) -> str:
         if isinstance(self.server, str):
-            return self.server
+            from joyvl_agent.stream import redact  # a URL may carry a password or a key
+
+            return redact(self.server)
         command = getattr(self.server, "command", None)
         if command is not None:
             return " ".join([command, *getattr(self.server, "args", [])])

@@ -100,7 +100,9 @@ class OpenAIModelTarget:
 
     @property
     def _source(self) -> str:
-        return f"background model {self.name!r} ({self.base_url})"
+        from joyvl_agent.stream import redact  # a URL may carry a password or a key
+
+        return f"background model {self.name!r} ({redact(self.base_url)})"
 
     async def _send(self, method: str, path: str, body: Any = None) -> Any:
         data = await request_json(

@@ -65,7 +65,11 @@ class WebhookTarget:
             raise ValueError("timeout must be > 0")
         self.url = url
         self.name = check_tool_name(name)
-        self.description = description or f"An HTTP service at {url}"
+        if not description:  # what the router model reads: no password or key in it
+            from joyvl_agent.stream import redact
+
+            description = f"An HTTP service at {redact(url)}"
+        self.description = description
         self.headers = dict(headers or {})
         self.timeout = float(timeout)
         self.side_effects = bool(side_effects)

@@ -76,7 +76,8 @@ class ScenarioError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN slips through every `t1 <= t0` check and infinity never ends a clip: both refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SynthMedia(_Model):
@@ -109,6 +110,18 @@ class Media(_Model):
 
     file: str | None = None
     synth: SynthMedia | None = None
+
+    @field_validator("file")
+    @classmethod
+    def _usable_path(cls, file: str | None) -> str | None:
+        if file is not None:
+            if "\x00" in file:
+                raise ValueError(f"media file {file!r} contains a NUL character")
+            try:
+                Path(file).expanduser()
+            except RuntimeError as exc:  # `~name/...` for a user this machine does not know
+                raise ValueError(f"media file {file!r}: {exc}") from None
+        return file
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Media:
@@ -179,7 +192,7 @@ class Window(_Model):
         if self.regex is not None:
             try:
                 re.compile(self.regex)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:  # `a{9999999999}`, deep
                 raise ValueError(f"window at {self.t0:g} s: bad regex {self.regex!r}: {exc}"
                                  ) from None
         for word in (*self.keywords, *self.any_keywords):
@@ -293,7 +306,10 @@ def _explain(exc: ValidationError) -> str:
 def _resolve_media(item: dict[str, Any], folder: Path) -> dict[str, Any]:
     media = item.get("media")
     if isinstance(media, dict) and isinstance(media.get("file"), str):
-        path = Path(media["file"]).expanduser()
+        try:
+            path = Path(media["file"]).expanduser()
+        except RuntimeError:  # an unknown `~name`: `Media` names the field in its error
+            return item
         if not path.is_absolute():
             item = {**item, "media": {**media, "file": str(folder / path)}}
     return item

@@ -75,17 +75,43 @@ def sqlite_errors(action: str) -> Iterator[None]:
     except sqlite3.Error as exc:
         msg = str(exc)
         low = msg.lower()
+        retryable = False  # whether the same write may work later, as is
         if "full" in low:
             hint = "free disk space or lower [memory] retention limits"
+            retryable = True
         elif "readonly" in low or "read-only" in low:
             hint = "open a writable database (check --db / $JOYVL_DB and file permissions)"
         elif "locked" in low or "busy" in low:
             hint = "another process holds the database; retry or use another --db"
+            retryable = True
         elif "malformed" in low or "not a database" in low:
             hint = "the file is not a joyvl database or is damaged; use another --db"
         else:
             hint = None
-        raise MemoryStoreError(f"database error while {action}: {msg}", hint=hint) from exc
+        raise MemoryStoreError(f"database error while {action}: {msg}", hint=hint,
+                               retryable=retryable) from exc
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A `mode=ro` connection to `path`.
+
+    A WAL database in a folder this process may not write (a read-only mount, a copy owned
+    by another user) cannot get the shared-memory index SQLite reads it with. When there is
+    no `-wal` file beside it, everything is in the main file, and it is read as immutable.
+    """
+    uri = path.as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA user_version").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        wal = path.with_name(path.name + "-wal")
+        if code not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN) or (
+                wal.exists() and wal.stat().st_size > 0):
+            raise
+    return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
 
 
 class Store:
@@ -93,7 +119,8 @@ class Store:
 
     Args:
         path: A file path, or ":memory:" for a private in-memory database.
-        readonly: Open without write access (reads only; migrations are not applied).
+        readonly: Open without write access (reads only; migrations are not applied). A
+            database in a read-only folder opens too, when no writer left a `-wal` file.
     """
 
     def __init__(self, path: str | Path = "joyvl.db", *, readonly: bool = False) -> None:
@@ -103,8 +130,7 @@ class Store:
         self._writer: ThreadPoolExecutor | None = None
         with sqlite_errors(f"opening {self.path}"):
             if readonly:
-                uri = f"file:{Path(self.path).resolve()}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+                conn = _connect_readonly(Path(self.path).resolve())
             else:
                 if self.path != ":memory:":
                     Path(self.path).parent.mkdir(parents=True, exist_ok=True)

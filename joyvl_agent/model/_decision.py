@@ -67,7 +67,7 @@ _DELEGATION_TOKEN = "</delegation>"
 
 _MARKER = re.compile(r"(?P<silence><\s*/\s*silence\s*>)|(?P<response><\s*/\s*response\s*>)", _I)
 _RESPONSE = re.compile(r"<\s*/\s*response\s*>", _I)
-_DELEGATION = re.compile(r"<\s*/?\s*delegation\s*/?\s*>", _I)
+_DELEGATION = re.compile(r"<\s*(?:/\s*)?delegation\s*(?:/\s*)?>", _I)
 _BACKGROUND_CALL = re.compile(r"<\|\s*background_call\s*\|>", _I)
 _QUERY_FIELD = re.compile(r'"(?:query|question)"\s*:\s*"((?:[^"\\]|\\.)*)', re.DOTALL)
 
@@ -75,7 +75,7 @@ _QUERY_FIELD = re.compile(r'"(?:query|question)"\s*:\s*"((?:[^"\\]|\\.)*)', re.D
 _THINK_BLOCK = re.compile(
     r"<\s*(think|thinking|reasoning)\b[^<>]*>.*?(?:<\s*/\s*\1\s*>|\Z)", _IS
 )
-_THINK_WORD = re.compile(r"<\s*/?\s*(?:think|reasoning)", _I)
+_THINK_WORD = re.compile(r"<\s*(?:/\s*)?(?:think|reasoning)", _I)
 _THINK_CLOSE = re.compile(r"<\s*/\s*(?:think|thinking|reasoning)\s*>", _I)
 _LEADING_ROLE = re.compile(
     r"\A\s*(?:<\|im_start\|>(?![ \t]*(?:user|system|tool)\b)[ \t]*(?:assistant\b[ \t]*:?)?\s*"
@@ -94,8 +94,8 @@ _ASSISTANT_PREFIX = re.compile(r"\A\s*[*_]*assistant[*_]*\s*:[*_]*\s*", _I)
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」", "«": "»", "`": "`"}
 # Bracketed forms anywhere; the pattern starts with a character set so scanning is fast.
 _PROMPTED_TAG = re.compile(
-    r"[<\[(]\s*/?\s*(?:(?P<s>silence|silent)|(?P<r>response|speak|reply)"
-    r"|(?P<d>delegation|delegate))\s*/?\s*[>\])]",
+    r"[<\[(]\s*(?:/\s*)?(?:(?P<s>silence|silent)|(?P<r>response|speak|reply)"
+    r"|(?P<d>delegation|delegate))\s*(?:/\s*)?[>\])]",
     _I,
 )
 # Line forms, matched at the start of each line: a label (`SPEAK:`) or a lone silence word.
@@ -136,6 +136,8 @@ _STRIP = re.compile(
     _IS,
 )
 _STRIP_TRIGGERS = frozenset("<[(|")
+_MAX_STRIP_PASSES = 8
+_BRACKETS = re.compile(r"[<>\[\]()]")
 
 
 def clean_user_text(text: str) -> str:
@@ -157,11 +159,14 @@ def clean_user_text(text: str) -> str:
         return s
     # Removals are replaced by a space, so they cannot splice new tokens together, but an
     # attribute span can swallow the gap (`<a <b> c>`): repeat until nothing is removed.
-    while True:
+    # Deep nesting or a run of half-written tags at the end costs a pass per level, so after
+    # a few passes the brackets that are left go too (no pattern matches without them).
+    for _ in range(_MAX_STRIP_PASSES):
         s, n = _STRIP.subn(" ", s)
         s = " ".join(s.split())
         if not n:
             return s
+    return " ".join(_BRACKETS.sub(" ", s).split())
 
 
 def _user_text(text: str) -> str | None:
@@ -318,7 +323,7 @@ def _background_query(rest: str) -> str | None:
         return _user_text(rest)
     try:
         obj, _ = json.JSONDecoder().raw_decode(rest)
-    except ValueError:
+    except (ValueError, RecursionError):  # deeply nested JSON exhausts the decoder's stack
         obj = None
     if isinstance(obj, dict):
         for key in ("query", "question"):
@@ -373,7 +378,9 @@ def parse_decision(
         if prompted and (note is None) != (question is None):
             parts = _NOTE_SPLIT.split(note or question or "", maxsplit=1)
             if len(parts) == 2:
-                note, question = _user_text(parts[0]), _user_text(parts[1])
+                split_note, split_question = _user_text(parts[0]), _user_text(parts[1])
+                if split_note is not None and split_question is not None:
+                    note, question = split_note, split_question
         if question is not None:
             return Decision("delegate", note, question, truncated, raw)
         text = note

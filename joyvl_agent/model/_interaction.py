@@ -56,6 +56,11 @@ DelegateHook = Callable[[Decision, float], Awaitable[str | None]]
 """Called with a delegate decision and its frame time; returns the delegation task id."""
 
 MAX_RESPONSES_PER_RECORD = 20
+MAX_PENDING_QUESTIONS = 16
+"""Questions that may wait for an answer at once (the model answers one a tick); more are
+refused, so a flooding client cannot grow the queue without end."""
+MAX_CHARS_PER_TOKEN = 16
+"""A reply longer than this many characters per `max_tokens` is cut (and marked truncated)."""
 
 
 class Answer(BaseModel):
@@ -231,6 +236,9 @@ class InteractionModel:
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
+        if len(self._questions) >= MAX_PENDING_QUESTIONS:
+            raise ValueError(f"{len(self._questions)} questions are already waiting for an "
+                             "answer (one is answered a tick): ask again once they are")
         qid = f"q{next(self._qid)}"
         now = self.bus.session_time()
         fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
@@ -317,7 +325,13 @@ class InteractionModel:
         self.breaker.success()
         latency_ms = reply.latency_ms or (time.perf_counter() - started) * 1000
         self.last_latency_ms = latency_ms
-        decision = parse_decision(reply.text, dialect=self.dialect, truncated=reply.truncated)
+        text, truncated = reply.text, reply.truncated
+        limit = MAX_CHARS_PER_TOKEN * self.sampling.max_tokens
+        if len(text) > limit:  # a server that ignored max_tokens: keep what it may send
+            log.warning("the model sent %d characters for max_tokens=%d; keeping %d",
+                        len(text), self.sampling.max_tokens, limit)
+            text, truncated = text[:limit], True
+        decision = parse_decision(text, dialect=self.dialect, truncated=truncated)
         self.builder.commit(turn, decision.to_assistant_turn(), stats)
         self._consume(plan)
         self.last_stats = stats

@@ -83,8 +83,9 @@ def resolve_backend(
     if config.name == "oracle":
         from .backends.oracle import OracleBackend
 
-        if source is None:
-            raise ModelError("the oracle needs a synthetic clip as SOURCE (made by joyvl synth)")
+        if source is None or "://" in source:  # (a URL is not echoed: it may hold a password)
+            raise ModelError("the oracle needs a synthetic clip file as SOURCE (made by joyvl "
+                             "synth), not a stream URL")
         return OracleBackend(source, clock=clock)
     if cuda_available() and _importable("vllm"):
         from .backends.vllm_engine import DEFAULT_MODEL, VLLMBackend
@@ -113,10 +114,22 @@ def dialect_for(config: ModelConfig, backend: ModelBackend) -> Dialect:
     return "prompted" if backend.name == "local" else "native"
 
 
+HISTORY_SIZED_FOR = 32_768
+"""The context length the default video and Q&A history budgets are sized for."""
+
+
 def budget_from_config(config: ModelConfig) -> PromptBudget:
+    """The prompt budget of `config`. The memory prefix's budgets (video and Q&A history) are
+    sized for a 32k context; a smaller one scales them down in proportion, else the prefix
+    crowds the live turns out of the prompt and the chunk closes (and asks the summarizer for
+    a summary) every few ticks."""
     carry = min(config.carry_turns, config.chunk_turns - 1)
+    scale = min(1.0, config.max_model_len / HISTORY_SIZED_FOR)
+    fields = PromptBudget.model_fields
     return PromptBudget(max_model_len=config.max_model_len, max_images=config.max_images,
-                        chunk_turns=config.chunk_turns, carry_turns=carry)
+                        chunk_turns=config.chunk_turns, carry_turns=carry,
+                        video_history_tokens=int(fields["video_history_tokens"].default * scale),
+                        qa_history_tokens=int(fields["qa_history_tokens"].default * scale))
 
 
 def sampling_from_config(config: ModelConfig) -> SamplingParams:

@@ -60,11 +60,15 @@ class TokenWindow:
 
     def add(self, t: float, tokens: int) -> None:
         self._sent.append((t, tokens))
+        self._forget_before(t)  # bounded even when nobody asks for the total (uniform mode)
 
     def total(self, now: float) -> int:
+        self._forget_before(now)
+        return sum(n for _, n in self._sent)
+
+    def _forget_before(self, now: float) -> None:
         while self._sent and self._sent[0][0] <= now - _WINDOW_S:
             self._sent.popleft()
-        return sum(n for _, n in self._sent)
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import av
 import av.error
@@ -69,19 +70,40 @@ class Source(Protocol):
         ...
 
 
+#: Query parameters whose values are credentials (`?token=`, `api_key`, `X-Amz-Signature`, ...).
+_SECRET_PARAM = re.compile(
+    r"(?:^|[_.-])(?:token|key|apikey|secret|password|passwd|pwd|pass|sig|signature|auth"
+    r"|credential|jwt)$", re.IGNORECASE)
+#: `//user:password@` in a URL that `urlsplit` cannot parse.
+_USERINFO = re.compile(r"(//[^/?#@:]*):[^/?#@]*@")
+
+
+def _redact_query(query: str) -> str:
+    pairs = query.split("&")
+    for i, pair in enumerate(pairs):
+        name, eq, _ = pair.partition("=")
+        if eq and _SECRET_PARAM.search(unquote(name)):
+            pairs[i] = f"{name}=***"
+    return "&".join(pairs)
+
+
 def redact(spec: str) -> str:
-    """The spec with a URL password replaced by `***` (safe to log and show)."""
+    """The spec with a URL password and the values of credential-like query parameters
+    (`token`, `key`, `api_key`, `sig`, `password`, ...) replaced by `***` (safe to log and
+    show). A URL too malformed to parse still has its `user:password@` hidden."""
+    if "://" not in spec:  # a path, a device, `screen`, `push`
+        return spec
     try:
         parts = urlsplit(spec)
-    except ValueError:
+        netloc = parts.netloc
+        if parts.password is not None:
+            netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+        query = _redact_query(parts.query)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return _USERINFO.sub(r"\1:***@", spec)
+    if netloc == parts.netloc and query == parts.query:
         return spec
-    if parts.password is None:
-        return spec
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 # --------------------------------------------------------------------------- errors

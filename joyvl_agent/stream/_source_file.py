@@ -263,6 +263,11 @@ class FileSource(_Playback):
                     hint="give a video file, not audio or subtitles",
                 )
             stream = container.streams.video[0]
+            if stream.codec_context is None:  # a codec id FFmpeg does not know at all
+                raise SourceError(
+                    f"cannot play {self.name}: this FFmpeg build has no decoder for its video "
+                    "codec", hint="transcode it: ffmpeg -i IN -c:v libx264 OUT.mp4 (ffprobe IN "
+                    "names the codec)")
             stream.thread_type = "AUTO"
             declared = _declared_duration(container, stream)
             origin: list[float] = []

@@ -282,6 +282,10 @@ class LiveSource:
                 container.close()
                 raise SourceError(f"cannot play {self.name}: it has no video stream",
                                   hint="is it an audio-only stream?")
+            if container.streams.video[0].codec_context is None:
+                container.close()
+                raise SourceError(f"cannot play {self.name}: this FFmpeg build has no decoder "
+                                  "for its video codec", hint="send H.264, HEVC, VP8/9 or MJPEG")
             return container
         if not errors:
             raise SourceUnavailable(f"cannot open {self.name}: stopped")

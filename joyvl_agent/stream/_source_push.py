@@ -19,7 +19,8 @@ from ._source_base import Timebase, log
 
 __all__ = ["PushSource"]
 
-_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})  # MPO: a phone's multi-picture JPEG
+_OPENERS = ("JPEG", "PNG", "WEBP")  # no other decoder ever parses a pushed payload
 
 
 class PushSource:
@@ -140,7 +141,7 @@ class PushSource:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(io.BytesIO(data))
+                img = Image.open(io.BytesIO(data), formats=_OPENERS)
                 if img.format not in _FORMATS:
                     raise self._rejection(
                         f"expected a JPEG image, got {img.format or 'unknown'} data",
@@ -164,12 +165,19 @@ class PushSource:
             raise self._rejection(f"the image declares an absurd size ({exc})", smaller) from exc
         except UnidentifiedImageError as exc:
             raise self._rejection(
-                f"not an image ({len(data):,} bytes that no image decoder recognises)",
+                f"not an image ({len(data):,} bytes that no JPEG, PNG or WebP decoder "
+                "recognises)",
                 "send the bytes of a JPEG file",
             ) from exc
         except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
             raise self._rejection(
                 f"malformed image data ({exc})", "send a complete JPEG file"
+            ) from exc
+        except SourceError:
+            raise
+        except Exception as exc:  # a decoder tripping over hostile bytes in its own way
+            raise self._rejection(
+                f"malformed image data ({type(exc).__name__}: {exc})", "send a complete JPEG file"
             ) from exc
 
     async def frames(self) -> AsyncIterator[VideoFrame]:

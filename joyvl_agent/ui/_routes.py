@@ -24,6 +24,7 @@ import contextlib
 import functools
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,8 @@ from ..stream import PushSource, encode_jpeg
 if TYPE_CHECKING:
     from ..app import ServeApp
 
-__all__ = ["COOKIE", "CSP", "MAX_AUDIO_CHUNK", "ui_routes"]
+__all__ = ["COMMANDS_PER_S", "COOKIE", "CSP", "MAX_AUDIO_CHUNK", "MAX_COMMAND_CHARS",
+           "MAX_WS_MESSAGE", "ui_routes"]
 
 log = logging.getLogger("joyvl_agent.ui")
 
@@ -61,6 +63,13 @@ STATUS_EVERY_S = 2.0
 FIRST_LOAD_EVENTS = 2000
 MAX_AUDIO_CHUNK = 64 * 1024
 """Bytes of PCM one binary message on `/ui/audio` may hold (about 2 s at 16 kHz)."""
+MAX_COMMAND_CHARS = 16 * 1024
+"""Characters one command on `/ui/ws` may have (an `ask` of `MAX_TEXT_CHARS` fits, escaped)."""
+COMMANDS_PER_S = 20
+"""Commands one `/ui/ws` socket may send a second; more are refused, never queued."""
+MAX_WS_MESSAGE = 1024 * 1024
+"""Bytes any WebSocket message to the server may have (uvicorn's `ws_max_size` in `joyvl
+serve`): a bigger one closes the socket with 1009 before it is buffered."""
 _ASSETS = {"app.js": "text/javascript", "app.css": "text/css",
            "mic-worklet.js": "text/javascript"}
 _PERSONAS = ("default", "quiet", "talkative")
@@ -272,13 +281,30 @@ class UI:
         await link.run()
 
     async def _receive_commands(self, websocket: WebSocket, writable: bool) -> None:
-        try:
+        """One command at a time, each answered; what a page may not send (binary, too
+        long, too many) gets an error reply, and the socket stays open."""
+        loop = asyncio.get_running_loop()
+        recent: deque[float] = deque()  # when the commands of the last second came
+        with contextlib.suppress(WebSocketDisconnect):
             while True:
-                message = await websocket.receive_text()
-                reply = await self._command(message, writable)
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                text, now = message.get("text"), loop.time()
+                while recent and now - recent[0] >= 1.0:
+                    recent.popleft()
+                if text is None:
+                    reply = _refused("a command is a JSON text message, not binary")
+                elif len(text) > MAX_COMMAND_CHARS:
+                    reply = _refused(f"a command is {len(text)} characters; at most "
+                                     f"{MAX_COMMAND_CHARS}")
+                elif len(recent) >= COMMANDS_PER_S:
+                    reply = _refused(f"too many commands: at most {COMMANDS_PER_S} a second; "
+                                     "wait a moment and send it again")
+                else:
+                    recent.append(now)
+                    reply = await self._command(text, writable)
                 await websocket.send_text(json.dumps(reply))
-        except WebSocketDisconnect:
-            return
 
     async def _send_events(self, websocket: WebSocket, after: int) -> None:
         session = self.session
@@ -314,8 +340,8 @@ class UI:
             data = json.loads(message)
             if not isinstance(data, dict):
                 raise ValueError("a command is a JSON object")
-        except ValueError as exc:
-            return {"type": "reply", "id": None, "ok": False, "error": f"bad command: {exc}"}
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+            return _refused(f"bad command: {str(exc)[:200]}")
         cid = data.get("id")
         if not writable:
             return {"type": "reply", "id": cid, "ok": False,
@@ -572,6 +598,10 @@ async def _next_or_none(sub: Any, timeout: float) -> Any:
         return await asyncio.wait_for(sub.get(), timeout)
     except TimeoutError:
         return None
+
+
+def _refused(error: str) -> dict[str, Any]:
+    return {"type": "reply", "id": None, "ok": False, "error": error}
 
 
 def _event_message(event: Any) -> str:

@@ -185,6 +185,11 @@ class OpenAIBackend:
                 continue
             if resp.status_code >= 400:
                 raise self._status_error(resp, path)
+            if not resp.content.strip():
+                raise ModelError(
+                    f"{self.base_url}{path} answered HTTP {resp.status_code} with an empty body",
+                    hint="is this an OpenAI-compatible endpoint? check the server's log",
+                )
             try:
                 data = resp.json()
             except ValueError as exc:

@@ -606,12 +606,14 @@ def mcp_command(state: _State, source: str, **kw: Any) -> None:
 
 def _register_wings() -> None:
     from ._cli_codec import codec_command
+    from ._cli_data import data
     from ._cli_eval import eval_command
     from ._cli_memory import memory
 
     cli.add_command(memory)
     cli.add_command(eval_command)
     cli.add_command(codec_command)
+    cli.add_command(data)
 
 
 _register_wings()

@@ -45,6 +45,7 @@ from .events import (
     BaseEvent,
     ErrorEvent,
     EventBus,
+    FeedbackEvent,
     MemoryErrorEvent,
     SessionEndedEvent,
     SessionStartedEvent,
@@ -53,6 +54,7 @@ from .events import (
     check_session_id,
     validate_kinds,
 )
+from .feedback import FeedbackCorrection, check_feedback
 from .memory import (
     Embedder,
     MemoryTiers,
@@ -662,6 +664,35 @@ class Session:
             raise ValueError("nothing to say: text is empty")
         event = await self.bus.publish(SpeechEvent(text=text, reason="external"))
         assert isinstance(event, SpeechEvent)
+        return event
+
+    async def feedback(
+        self,
+        verdict: str,
+        *,
+        seq: int | None = None,
+        at_t: float | None = None,
+        correction: FeedbackCorrection | Mapping[str, Any] | None = None,
+    ) -> FeedbackEvent:
+        """Say a decision was `wrong`, `late` or `missing` (rules: `joyvl_agent.feedback`);
+        recorded as a `feedback` event, which `joyvl data export` turns into a corrected
+        label.
+
+        Raises:
+            ValueError: A bad verdict, seq, at_t or correction, saying which.
+        """
+        target = None
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1:
+            assert self._store is not None
+            store = self._store
+            async with self.clock.hold():
+                found = await asyncio.to_thread(store.events, self.session_id,
+                                                after_seq=seq - 1, limit=1)
+            target = found[0] if found else None
+        event = await self.bus.publish(check_feedback(
+            verdict, seq=seq, at_t=at_t, correction=correction, target=target,
+            now=self.bus.session_time()))
+        assert isinstance(event, FeedbackEvent)
         return event
 
     def pause(self) -> None:

@@ -10,7 +10,8 @@ workers, on mcp >= 2.3 (`MCPServer`). The core never imports it.
     app = http_app(server, config)                       # streamable HTTP at /mcp
 
 Tools: poll_events, recall, snapshot, session_status, list_delegations (read scope); speak,
-ask, set_task, clear_task, reset, claim_delegation, complete_delegation (full scope).
+feedback, ask, set_task, clear_task, reset, claim_delegation, complete_delegation (full
+scope).
 Resources: joyvl://session/status, joyvl://events/latest, joyvl://events/{kind},
 joyvl://frame/latest, joyvl://memory/summary. Prompts: monitor, commentary, translate,
 count, remind.

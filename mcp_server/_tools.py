@@ -22,7 +22,8 @@ from pydantic import Field
 from joyvl_agent.clock import Clock
 from joyvl_agent.delegation_types import MAX_RESULT_CHARS
 from joyvl_agent.errors import ConfigError, DelegationError, MemoryStoreError
-from joyvl_agent.events import EVENT_KINDS, EventKind, SpeechEvent, Subscription
+from joyvl_agent.events import EVENT_KINDS, EventKind, FeedbackEvent, SpeechEvent, Subscription
+from joyvl_agent.feedback import FeedbackCorrection
 from joyvl_agent.model import Answer
 from joyvl_agent.session import SessionStatus
 from joyvl_agent.stream import encode_jpeg
@@ -180,6 +181,26 @@ def register_tools(mcp: MCPServer[App]) -> None:
                             f"session: try again in {wait:.1f} s")
         with user_errors():
             return await app.session.speak(text)
+
+    @mcp.tool(annotations=_ACT)
+    async def feedback(
+        ctx: Context[App],
+        verdict: Annotated[Literal["wrong", "late", "missing"], Field(description=(
+            "wrong: the decision was wrong; late: the response `seq` should have come at "
+            "`at_t`; missing: a response should have been given at `at_t`"))],
+        seq: Annotated[int | None, Field(ge=1, le=2**53, description=(
+            "The `decision` or `speech` event it is about (from poll_events)"))] = None,
+        at_t: Annotated[float | None, Field(ge=0, le=1e9, description=(
+            "Session seconds: the tick it is about, or where a late response belonged"))] = None,
+        correction: Annotated[FeedbackCorrection | None, Field(description=(
+            "What it should have been; required for missing"))] = None,
+    ) -> FeedbackEvent:
+        """Correct the assistant: mark a decision wrong, late or missing (a `feedback` event).
+        Recorded sessions export as training samples with these corrections as labels."""
+        require_full("feedback")
+        with user_errors():
+            return await _app(ctx).session.feedback(verdict, seq=seq, at_t=at_t,
+                                                    correction=correction)
 
     @mcp.tool(annotations=_ACT)
     async def ask(

@@ -41,7 +41,8 @@ from .fakes.sources import CyclingSource, colour_frames
 pytestmark = pytest.mark.anyio
 
 TOOLS = {"poll_events", "recall", "speak", "ask", "set_task", "clear_task", "reset", "snapshot",
-         "session_status", "list_delegations", "claim_delegation", "complete_delegation"}
+         "session_status", "list_delegations", "claim_delegation", "complete_delegation",
+         "feedback"}
 RESOURCES = {"joyvl://session/status", "joyvl://events/latest", "joyvl://frame/latest",
              "joyvl://memory/summary"}
 MODES = ["auto", "legacy"]

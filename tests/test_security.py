@@ -176,6 +176,8 @@ class Mcp:
 def example_args(schema: dict[str, Any]) -> dict[str, Any]:
     """The smallest valid arguments for a tool's input schema (required fields only)."""
     def example(prop: dict[str, Any]) -> Any:
+        if prop.get("enum"):
+            return prop["enum"][0]
         for alt in prop.get("anyOf", []):
             if alt.get("type") != "null":
                 return example(alt)

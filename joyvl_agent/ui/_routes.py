@@ -4,7 +4,7 @@ Mounted by `joyvl serve` beside `/health` and the MCP endpoint, in the loop's pr
 
 - `GET /` the page (`GET /?token=…` sets the login cookie and redirects to `/`);
 - `WS /ui/ws?after=SEQ` every event after SEQ from the store, then live ones from the bus,
-  a status snapshot every 2 s, and commands from the page (ask, task, pause, …);
+  a status snapshot every 2 s, and commands from the page (ask, task, pause, feedback, …);
 - `WS /ui/audio` the page's microphone in (16 kHz mono s16le PCM) and the assistant's speech
   out (WAV clips), when the server was started with speech (see `UI.audio`);
 - `GET /ui/video.mjpg` the newest source frame as MJPEG, at most `VIDEO_FPS` per second;
@@ -379,9 +379,14 @@ class UI:
             if data.get("persona") not in _PERSONAS:
                 raise ValueError(f"persona must be one of {', '.join(_PERSONAS)}")
             session.set_persona(data["persona"])
+        elif op == "feedback":  # on a decision: wrong, late or missing (`Session.feedback`)
+            event = await session.feedback(
+                str(data.get("verdict")), seq=data.get("seq"), at_t=data.get("at_t"),
+                correction=data.get("correction"))
+            return {"seq": event.seq}
         else:
             raise ValueError(f"unknown op {op!r}: use ask, task, clear_task, pause, resume, "
-                             "reset, interval or persona")
+                             "reset, interval, persona or feedback")
         return {}
 
 

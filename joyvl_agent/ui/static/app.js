@@ -25,6 +25,7 @@ const state = {
   cards: new Map(), // task_id -> card element
   camera: {stream: null, timer: null, busy: false, frames: 0},
   partials: new Map(), // transcript source -> the live "listening…" bubble
+  feedback: null, // the decision the feedback form is about: {seq, t, action, text}
   audio: {
     socket: null,
     backoffMs: BACKOFF_MIN_MS,
@@ -271,6 +272,7 @@ function startSession(sessionId) {
   state.partials.clear();
   $("delegations").replaceChildren(el("p", "empty", "No delegations yet."));
   $("memory-results").replaceChildren();
+  closeFeedback();
   setText("status-session", sessionId);
 }
 
@@ -297,6 +299,7 @@ const EVENT_HANDLERS = {
   session_ended: (e) => addLine("info-line",
     `Session ended (${orDash(e.reason)})${e.message ? `: ${e.message}` : ""}`, e.t),
   annotation: (e) => addLine("annotation-line", `${orDash(e.label)}: ${e.text}`, e.t),
+  feedback: addFeedback,
 };
 
 function taskDetails(event) {
@@ -313,8 +316,20 @@ function addTick(event) {
   const tick = el("span", `tick action-${action}`);
   if (event.forced) tick.classList.add("forced");
   tick.dataset.t = String(event.t);
+  tick.dataset.seq = String(event.seq);
   const latency = typeof event.latency_ms === "number" ? `${Math.round(event.latency_ms)} ms` : "–";
-  tick.title = `${Number(event.t).toFixed(1)} s · ${action} · ${latency}`;
+  const said = event.text ? ` · ${event.text}` : "";
+  tick.title = `${Number(event.t).toFixed(1)} s · ${action} · ${latency}${said} (click to correct)`;
+  tick.tabIndex = 0;
+  tick.setAttribute("role", "button");
+  const target = {seq: event.seq, t: decisionTime(event), action, text: event.text || null};
+  tick.addEventListener("click", () => openFeedback(target));
+  tick.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" || ev.key === " ") {
+      ev.preventDefault();
+      openFeedback(target);
+    }
+  });
   const timeline = $("timeline");
   timeline.appendChild(tick);
   trimTimeline(timeline, Number(event.t));
@@ -354,6 +369,15 @@ function addSpeech(event) {
   if (reason === "answer") classes += " answer";
   const bubble = addBubble(classes, reason, event.text, event.t);
   if (event.task_id) bubble.dataset.taskId = event.task_id;
+  if (reason !== "external" && typeof event.frame_t === "number") {
+    // said at a tick: the decision behind it can be corrected
+    const button = el("button", "feedback-button", "correct");
+    button.type = "button";
+    button.title = "Wrong, late, or should have said something else";
+    button.addEventListener("click", () => openFeedback(
+      {seq: event.seq, t: event.frame_t, action: "speak", text: event.text}));
+    bubble.querySelector(".meta").appendChild(button);
+  }
 }
 
 // What the user said: a greyed "listening…" bubble while recognition runs, replaced in place
@@ -436,6 +460,96 @@ function addLine(className, text, t) {
   line.appendChild(el("time", "when", formatTime(t)));
   line.appendChild(el("span", "text", text));
   appendToTranscript(line);
+}
+
+// ---- feedback on a decision --------------------------------------------------------------------
+// A decision cell (or a spoken bubble) opens a small form: wrong / late / missing here, with an
+// optional corrected text. The server records a `feedback` event; a read token is refused.
+
+function decisionTime(event) {
+  return typeof event.frame_t === "number" ? event.frame_t : Number(event.t);
+}
+
+function openFeedback(target) {
+  state.feedback = target;
+  const said = target.text ? `: “${target.text}”` : "";
+  $("feedback-target").textContent =
+    `Decision at ${Number(target.t).toFixed(1)} s (${target.action})${said}`;
+  const response = target.action !== "silent";
+  $("feedback-late").disabled = !response;
+  $("feedback-missing").disabled = response;
+  $("feedback-text").value = "";
+  $("feedback-silent").checked = false;
+  $("feedback-silent").disabled = !response;
+  $("feedback-at").value = String(Math.max(0, Math.floor(Number(target.t)) - 1));
+  $("feedback-at-row").hidden = !response;
+  $("feedback-form").hidden = false;
+  for (const tick of document.querySelectorAll("#timeline .tick.selected")) {
+    tick.classList.remove("selected");
+  }
+  const cell = document.querySelector(`#timeline .tick[data-seq="${target.seq}"]`);
+  if (cell) cell.classList.add("selected");
+  $("feedback-text").focus();
+}
+
+function closeFeedback() {
+  state.feedback = null;
+  $("feedback-form").hidden = true;
+  for (const tick of document.querySelectorAll("#timeline .tick.selected")) {
+    tick.classList.remove("selected");
+  }
+}
+
+function sendFeedback(verdict) {
+  const target = state.feedback;
+  if (!target) return;
+  const text = $("feedback-text").value.trim();
+  const fields = {verdict, seq: target.seq};
+  if (verdict === "wrong" && $("feedback-silent").checked) {
+    fields.correction = {action: "silent"};
+  } else if (text) {
+    fields.correction = {action: "speak", text};
+  } else if (verdict === "missing") {
+    showCommandStatus("feedback: type what it should have said here", true);
+    $("feedback-text").focus();
+    return;
+  }
+  if (verdict === "late") {
+    const at = Number($("feedback-at").value);
+    if ($("feedback-at").value === "" || !isFinite(at) || at < 0 || at >= Number(target.t)) {
+      showCommandStatus(`feedback: give the second it belonged at, before ${Number(target.t).toFixed(1)} s`, true);
+      $("feedback-at").focus();
+      return;
+    }
+    fields.at_t = at;
+  }
+  sendCommand("feedback", fields, closeFeedback);
+}
+
+function addFeedback(event) {
+  const c = event.correction;
+  let fix = "";
+  if (c && c.action === "silent") fix = " → stay silent";
+  else if (c && c.text) fix = ` → “${c.text}”`;
+  else if (c && c.question) fix = ` → delegate “${c.question}”`;
+  const at = typeof event.at_t === "number" ? ` at ${Number(event.at_t).toFixed(1)} s` : "";
+  const on = typeof event.target_seq === "number" ? ` on #${event.target_seq}` : "";
+  addLine("feedback-line", `Feedback: ${orDash(event.verdict)}${on}${at}${fix}`, event.t);
+  if (typeof event.target_seq === "number") {
+    const cell = document.querySelector(`#timeline .tick[data-seq="${event.target_seq}"]`);
+    if (cell) cell.classList.add("has-feedback");
+  }
+}
+
+function bindFeedback() {
+  $("feedback-form").addEventListener("submit", (ev) => ev.preventDefault());
+  for (const button of document.querySelectorAll("#feedback-form [data-verdict]")) {
+    button.addEventListener("click", () => sendFeedback(button.dataset.verdict));
+  }
+  $("feedback-cancel").addEventListener("click", closeFeedback);
+  $("feedback-silent").addEventListener("change", (ev) => {
+    $("feedback-text").disabled = ev.target.checked;
+  });
 }
 
 // ---- delegations -----------------------------------------------------------------------------
@@ -1263,6 +1377,7 @@ function bindControls() {
   $("reset-button").addEventListener("click", () => sendCommand("reset"));
   $("video-mode").addEventListener("change", onVideoModeChange);
   $("video-server").addEventListener("error", onServerVideoError);
+  bindFeedback();
   bindVoice();
 }
 

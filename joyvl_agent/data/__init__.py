@@ -13,6 +13,13 @@ from ._convert import (
 )
 from ._errors import DataError
 from ._export import export_session, session_turns
+from ._loss import (
+    IGNORE_INDEX,
+    DecisionTokenIds,
+    build_loss_weights,
+    decision_token_ids,
+    weighted_sft_loss,
+)
 from ._records import Record, TimedText, load_records, parse_record, parse_times
 from ._samples import (
     IMAGE_PLACEHOLDER,
@@ -30,9 +37,11 @@ from ._samples import (
 )
 
 __all__ = [
+    "IGNORE_INDEX",
     "IMAGE_PLACEHOLDER",
     "MAX_SECONDS",
     "DataError",
+    "DecisionTokenIds",
     "LossWeights",
     "Record",
     "Sample",
@@ -41,8 +50,10 @@ __all__ = [
     "SampleTurn",
     "TimedText",
     "adaptive_fps",
+    "build_loss_weights",
     "build_samples",
     "convert_record",
+    "decision_token_ids",
     "export_session",
     "extract_frames",
     "load_records",
@@ -56,5 +67,18 @@ __all__ = [
     "session_turns",
     "turn_weights",
     "video_duration",
+    "weighted_sft_loss",
     "write_jsonl",
 ]
+
+_LAZY = {"WeightedSFTLoss": "._loss", "WeightedSFTTrainer": "._train"}
+
+
+def __getattr__(name: str) -> object:
+    """`WeightedSFTLoss` and `WeightedSFTTrainer` subclass torch/transformers classes: they
+    are made on first use, so importing this package never imports torch."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -147,6 +147,8 @@ class Turn:
     """Text under the time marker in place of an image (the codec's unchanged frames)."""
     reply: str | None = None
     _tokens: tuple[str | None, int] | None = field(default=None, repr=False, compare=False)
+    _rendered: tuple[str | None, ChatMessage, ChatMessage, int] | None = field(
+        default=None, repr=False, compare=False)
 
     def user_message(self, prefix: str | None = None) -> ChatMessage:
         parts: list[TextPart | EncodedImage] = []
@@ -158,6 +160,15 @@ class Turn:
             parts.append(TextPart(self.note))
         parts += self.images
         return ChatMessage("user", parts)
+
+    def rendered(self) -> tuple[ChatMessage, ChatMessage, int]:
+        """This past turn as history (its user message without a prefix, and its reply) with
+        their tokens, built once: every tick of a chunk sends all of its turns again."""
+        if self._rendered is None or self._rendered[0] != self.reply:
+            user = self.user_message()
+            reply = ChatMessage("assistant", [TextPart(self.reply or "")])
+            self._rendered = (self.reply, user, reply, message_tokens(user) + message_tokens(reply))
+        return self._rendered[1:]
 
     def tokens(self) -> int:
         """Estimated tokens of the user message and, once committed, the reply."""
@@ -398,11 +409,20 @@ class PromptBuilder:
         dropped: int,
     ) -> tuple[ModelRequest, PromptStats]:
         messages = [ChatMessage("system", [TextPart(self.system_prompt)])]
+        tokens = message_tokens(messages[0])
         for i, past in enumerate([*history, turn]):
-            messages.append(past.user_message(prefix if i == 0 else None))
-            if past is not turn:
-                messages.append(ChatMessage("assistant", [TextPart(past.reply or "")]))
-        tokens = sum(message_tokens(m) for m in messages)
+            if past is turn or (i == 0 and prefix):
+                user = past.user_message(prefix if i == 0 else None)
+                messages.append(user)
+                tokens += message_tokens(user)
+                if past is not turn:
+                    reply = ChatMessage("assistant", [TextPart(past.reply or "")])
+                    messages.append(reply)
+                    tokens += message_tokens(reply)
+            else:  # a past turn as it was on the previous tick (messages are never mutated)
+                user, reply, n = past.rendered()
+                messages += (user, reply)
+                tokens += n
         images = len(turn.images) + sum(len(t.images) for t in history)
         stats = PromptStats(
             tokens=tokens,

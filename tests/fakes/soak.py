@@ -17,6 +17,7 @@ import asyncio
 import os
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,10 +133,11 @@ _WORDS = ("cup", "table", "red", "door", "person", "window", "lamp", "chair", "b
 class SoakBackend:
     """An instant in-process model with a live assistant's rhythm, shareable by sessions.
 
-    Tick calls: a question shown in the prompt is answered at once, a folded-back result is
-    spoken about, and otherwise the model speaks about once every `speak_every` calls,
-    delegates about once every `delegate_every` calls, fails about once every `fail_every`
-    calls (a retryable `ModelError`) and is silent the rest of the time. Summary and compress
+    Tick calls: a question shown in the prompt (in the newest turn, or in the chunk's prefix
+    when it arrived as a chunk closed) is answered at once, a folded-back result is spoken
+    about, and otherwise the model speaks about once every `speak_every` calls, delegates
+    about once every `delegate_every` calls, fails about once every `fail_every` calls (a
+    retryable `ModelError`) and is silent the rest of the time. Summary and compress
     calls return a paragraph (compressions shorter than what they merge). `on_request` sees
     every tick request.
     """
@@ -153,6 +155,21 @@ class SoakBackend:
         self.on_request = on_request
         self.calls = 0
         self.summaries = 0
+        self._answered: deque[str] = deque(maxlen=256)
+
+    def _new_question(self, request: ModelRequest) -> str | None:
+        """A question in the prompt not answered yet (questions are shown once: under the
+        newest turn, or in the first turn's prefix for the whole chunk)."""
+        users = [m for m in request.messages if m.role == "user"]
+        for m in (users[-1], users[0]) if users else ():
+            text = m.text
+            if QUERY_HEADER in text:
+                after = text.split(QUERY_HEADER, 1)[1]
+                if "?" in after:
+                    question = after[: after.index("?") + 1].strip()
+                    if question not in self._answered:
+                        return question
+        return None
 
     def _words(self, low: int, high: int) -> str:
         return " ".join(self.rng.choice(_WORDS) for _ in range(self.rng.randint(low, high)))
@@ -166,10 +183,11 @@ class SoakBackend:
             return ModelReply(text=f"Overall {self._words(40, 70)}.")
         if self.on_request is not None:
             self.on_request(request)
-        last = request.messages[-1].text
-        if QUERY_HEADER in last and "?" in last.split(QUERY_HEADER, 1)[1]:
+        question = self._new_question(request)
+        if question is not None:
+            self._answered.append(question)
             return ModelReply(text=f"</response> I see a {self._words(3, 12)}.")
-        if BACKGROUND_RESULT_HEADER in last:
+        if BACKGROUND_RESULT_HEADER in request.messages[-1].text:
             return ModelReply(text=f"</response> The check found {self._words(3, 12)}.")
         r = self.rng.random()
         if r < 1 / self.fail_every:

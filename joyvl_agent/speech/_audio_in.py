@@ -46,6 +46,7 @@ import numpy as np
 from ..clock import Clock, WallClock
 from ..errors import JoyVLError
 from ..stream import redact
+from ..stream._source_base import TRANSIENT_AV_ERRORS, describe_av_error
 
 __all__ = ["SAMPLE_RATE", "AudioChunk", "AudioInputError", "AudioReader", "microphone"]
 
@@ -101,20 +102,6 @@ class AudioChunk:
 
 # --------------------------------------------------------------------------- errors
 
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    av.error.ConnectionRefusedError,
-    av.error.ConnectionResetError,
-    av.error.ConnectionAbortedError,
-    av.error.BrokenPipeError,
-    av.error.TimeoutError,
-    av.error.ExitError,  # PyAV's read timeout: "Immediate exit requested"
-    av.error.EOFError,
-    av.error.HTTPServerError,
-    av.error.HTTPNotFoundError,
-    av.error.BlockingIOError,
-    av.error.InterruptedError,
-)
-
 _HINTS: tuple[tuple[type[BaseException], str], ...] = (
     (av.error.FileNotFoundError, "check the path or device name"),
     (av.error.PermissionError, "check the file or device permissions"),
@@ -135,18 +122,6 @@ _DEVICE_HINTS = {
 }
 
 
-def _describe(exc: BaseException) -> str:
-    """A one-line reason without PyAV's errno prefix and repeated file name."""
-    if isinstance(exc, av.error.FFmpegError):
-        text = exc.strerror or str(exc)
-        if isinstance(exc.log, tuple) and len(exc.log) == 3:  # (level, component, message)
-            line = str(exc.log[2]).strip()
-            if line and line not in text and len(line) < 200:
-                text = f"{text} ({line})"
-        return text
-    return str(exc) or type(exc).__name__
-
-
 def _translate(exc: BaseException, name: str, action: str,
                format: str | None = None) -> AudioInputError:
     """Turn a PyAV or OS error into an `AudioInputError` (retryable where it may pass)."""
@@ -158,8 +133,8 @@ def _translate(exc: BaseException, name: str, action: str,
     hint = next((h for kind, h in _HINTS if isinstance(exc, kind)), None)
     if action == "open" and format in _DEVICE_HINTS:
         hint = _DEVICE_HINTS[format]
-    return AudioInputError(f"cannot {action} {name}: {_describe(exc)}", hint=hint,
-                           retryable=isinstance(exc, _TRANSIENT))
+    return AudioInputError(f"cannot {action} {name}: {describe_av_error(exc)}", hint=hint,
+                           retryable=isinstance(exc, TRANSIENT_AV_ERRORS))
 
 
 @contextlib.contextmanager
@@ -451,7 +426,7 @@ class AudioReader:
                     bad += 1
                     if bad == 1 or bad % 25 == 0:
                         log.debug("%s: undecodable audio packet (%d in a row): %s",
-                                  self.name, bad, _describe(exc))
+                                  self.name, bad, describe_av_error(exc))
                     if bad >= _MAX_BAD_PACKETS:
                         raise _translate(exc, self.name, "decode") from exc
                     continue

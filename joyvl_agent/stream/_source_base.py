@@ -108,7 +108,7 @@ def redact(spec: str) -> str:
 
 # --------------------------------------------------------------------------- errors
 
-_TRANSIENT: tuple[type[BaseException], ...] = (
+TRANSIENT_AV_ERRORS: tuple[type[BaseException], ...] = (
     av.error.ConnectionRefusedError,
     av.error.ConnectionResetError,
     av.error.ConnectionAbortedError,
@@ -138,7 +138,7 @@ _HINTS: tuple[tuple[type[BaseException], str], ...] = (
 )
 
 
-def _describe(exc: BaseException) -> str:
+def describe_av_error(exc: BaseException) -> str:
     """A one-line reason without PyAV's errno prefix and repeated file name."""
     if isinstance(exc, av.error.FFmpegError):
         text = exc.strerror or str(exc)
@@ -152,9 +152,9 @@ def _describe(exc: BaseException) -> str:
 
 def translate(exc: BaseException, source: str, action: str) -> SourceError:
     """Turn a PyAV/OS error into a `SourceError` (or `SourceUnavailable` where retryable)."""
-    reason = _describe(exc)
+    reason = describe_av_error(exc)
     hint = next((h for kind, h in _HINTS if isinstance(exc, kind)), None)
-    cls = SourceUnavailable if isinstance(exc, _TRANSIENT) else SourceError
+    cls = SourceUnavailable if isinstance(exc, TRANSIENT_AV_ERRORS) else SourceError
     return cls(f"cannot {action} {source}: {reason}", hint=hint)
 
 
@@ -503,7 +503,8 @@ def decode_video(
         except (av.error.InvalidDataError, av.error.PatchWelcomeError) as exc:
             bad += 1
             if bad == 1 or bad % 50 == 0:
-                log.debug("%s: undecodable packet (%d in a row): %s", name, bad, _describe(exc))
+                log.debug("%s: undecodable packet (%d in a row): %s", name, bad,
+                          describe_av_error(exc))
             if bad >= _MAX_BAD_PACKETS:
                 raise translate(exc, name, "decode") from exc
             continue

@@ -21,7 +21,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,41 @@ def _open(video: str | Path) -> Any:
     return container
 
 
+def frames_at(video: str | Path,
+              times: Sequence[float]) -> Iterator[tuple[int, int, av.VideoFrame]]:
+    """The frame on screen at each of the ascending `times` (seconds from the first frame):
+    yields (index into `times`, frame number, frame); the last frame stays on screen after
+    the end.
+
+    Raises:
+        DataError: The video cannot be opened or decoded, or holds no frame.
+    """
+    ti = 0
+    prev: tuple[int, av.VideoFrame] | None = None
+    with _open(video) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or 25)
+        t0: float | None = None
+        try:
+            for number, frame in enumerate(container.decode(stream)):
+                ft = frame.time if frame.time is not None else number / rate
+                t0 = ft if t0 is None else t0
+                while ti < len(times) and ft - t0 > times[ti] + _EPS:
+                    n, f = prev if prev is not None else (number, frame)
+                    yield ti, n, f
+                    ti += 1
+                if ti == len(times):
+                    return
+                prev = (number, frame)
+        except av.error.FFmpegError as exc:
+            raise DataError(f"cannot decode {video}: {exc}") from exc
+        if prev is None:
+            raise DataError(f"{video} has no decodable frame")
+        for i in range(ti, len(times)):
+            yield i, *prev
+
+
 def extract_frames(
     video: str | Path,
     frames_dir: Path,
@@ -156,34 +191,9 @@ def extract_frames(
             written[number] = path
         seconds[s].append(path)
 
-    ti = 0
-    prev: tuple[int, av.VideoFrame] | None = None
-    with _open(video) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = float(stream.average_rate or 25)
-        t0: float | None = None
-        try:
-            for number, frame in enumerate(container.decode(stream)):
-                ft = frame.time if frame.time is not None else number / rate
-                t0 = ft if t0 is None else t0
-                rel = ft - t0
-                while ti < len(targets) and rel > targets[ti][2] + _EPS:
-                    s, k, _ = targets[ti]
-                    n, f = prev if prev is not None else (number, frame)
-                    save(n, f, s, k)
-                    ti += 1
-                if ti == len(targets):
-                    break
-                prev = (number, frame)
-        except av.error.FFmpegError as exc:
-            raise DataError(f"cannot decode {video}: {exc}") from exc
-        if prev is None:
-            raise DataError(f"{video} has no decodable frame")
-        while ti < len(targets):  # the last frame stays on screen until the end
-            s, k, _ = targets[ti]
-            save(prev[0], prev[1], s, k)
-            ti += 1
+    for ti, number, frame in frames_at(video, [t for _, _, t in targets]):
+        s, k, _ = targets[ti]
+        save(number, frame, s, k)
     root = frames_dir
     manifest.write_text(json.dumps({
         "params": params, "duration": duration,

@@ -33,8 +33,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
-
 from .._supervisor import TaskSupervisor
 from ..clock import VirtualClock
 from ..config import CodecConfig
@@ -59,7 +57,7 @@ from ..memory._store import FrameRecord
 from ..model._decision import Decision
 from ..model._prompt import PromptBudget
 from ..stream._encode import encode_jpeg
-from ._convert import video_duration
+from ._convert import frames_at, video_duration
 from ._errors import DataError
 from ._samples import LossWeights, Sample, SampleMemory, SampleResult, SampleTurn, build_samples
 
@@ -281,48 +279,14 @@ def _video_images(video: Path, run: _Run, folder: Path, codec: CodecConfig) -> N
         wanted.append((pos, i))
     wanted.sort()
     written: dict[int, str] = {}
-    w = 0
-    prev: tuple[int, av.VideoFrame] | None = None
-
-    def save(number: int, frame: av.VideoFrame, i: int) -> None:
+    for w, number, frame in frames_at(video, [pos for pos, _ in wanted]):
         path = written.get(number)
         if path is None:
             image = encode_jpeg(frame.to_ndarray(format="rgb24"), max_pixels=codec.max_pixels,
                                 quality=codec.jpeg_quality)
             path = _write(folder / f"{number:06d}.jpg", image.jpeg)
             written[number] = path
-        run.ticks[i].images = [path]
-
-    try:
-        container = av.open(str(video))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise DataError(f"cannot open video {video}: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise DataError(f"{video} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = float(stream.average_rate or 25)
-        t0: float | None = None
-        try:
-            for number, frame in enumerate(container.decode(stream)):
-                ft = frame.time if frame.time is not None else number / rate
-                t0 = ft if t0 is None else t0
-                while w < len(wanted) and ft - t0 > wanted[w][0] + _EPS:
-                    n, f = prev if prev is not None else (number, frame)
-                    save(n, f, wanted[w][1])
-                    w += 1
-                if w == len(wanted):
-                    break
-                prev = (number, frame)
-        except av.error.FFmpegError as exc:
-            raise DataError(f"cannot decode {video}: {exc}") from exc
-        if prev is None and w < len(wanted):
-            raise DataError(f"{video} has no decodable frame")
-        while w < len(wanted):  # the last frame stays on screen
-            assert prev is not None
-            save(prev[0], prev[1], wanted[w][1])
-            w += 1
+        run.ticks[wanted[w][1]].images = [path]
 
 
 def _thumbnail_images(frames: Sequence[FrameRecord], ticks: Sequence[_Tick], folder: Path,
